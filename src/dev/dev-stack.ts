@@ -1,0 +1,188 @@
+/**
+ * `dbgate-gateway dev`: a complete gateway for trying dbgate and for tests, in one process. With `--upstream` it
+ * seeds the demo target into a PostgreSQL server you give it and keeps its state store in a separate database on
+ * that server; everything it generates (config, keys, certificate, service password) lives under the state dir, so
+ * a restart keeps credentials valid.
+ */
+import { randomBytes } from 'node:crypto';
+import { access, chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import pg from 'pg';
+import { stringify } from 'yaml';
+import { DbgateError } from '../shared/errors.js';
+import { loadGatewayConfig } from '../gateway/config/load.js';
+import { startGateway, type RunningGateway } from '../gateway/gateway.js';
+import { generateSigningKeyJwk } from '../gateway/identity/credentials.js';
+import type { Logger } from '../gateway/log.js';
+import { generateSelfSignedCertificate } from '../gateway/tls/self-signed.js';
+import { DEMO_DATABASE, DEMO_TARGET_NAME, seedDemoDatabase } from './demo-fixture.js';
+
+/** Fixed dev ports, so the quickstart's commands never change; 0 asks for random ones. */
+export const DEV_DEFAULT_PORTS = { pg: 6543, api: 6580, idp: 6590 } as const;
+export const DEV_SERVICE_ROLE = 'dbgate_service';
+export const DEV_STATE_DATABASE = 'dbgate_state';
+export const DEV_CONFIG_FILE = 'gateway.yaml';
+
+export interface DevStackOptions {
+  /** postgres://user:password@host:port/db of a server the dev stack may create roles and databases on. */
+  upstream: string | undefined;
+  stateDir?: string | undefined;
+  pgPort?: number | undefined;
+  apiPort?: number | undefined;
+  log?: Logger;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface DevStack {
+  gateway: RunningGateway;
+  stateDir: string;
+  configFile: string;
+  /** The automation contract's ready line. */
+  readyLine: { pg: string; api: string; idp: string | null; state: string };
+  close(): Promise<void>;
+}
+
+/** Where dev state lives unless --state says otherwise: $XDG_STATE_HOME/dbgate/dev. */
+export function defaultDevStateDir(env: NodeJS.ProcessEnv = process.env): string {
+  const base = env['XDG_STATE_HOME'] || join(homedir(), '.local', 'state');
+  return join(base, 'dbgate', 'dev');
+}
+
+async function readOrCreate(path: string, create: () => Promise<string> | string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    const content = await create();
+    await writeFile(path, content, { mode: 0o600 });
+    return content;
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(() => true, () => false);
+}
+
+function quoteIdentifier(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+export async function startDevStack(options: DevStackOptions): Promise<DevStack> {
+  if (!options.upstream) {
+    throw new DbgateError('USAGE', 'the embedded PostgreSQL is not available yet: pass --upstream <postgres url>', {
+      hint: 'e.g. dbgate-gateway dev --upstream postgres://postgres:secret@127.0.0.1:5432/postgres',
+    });
+  }
+  let upstreamUrl: URL;
+  try {
+    upstreamUrl = new URL(options.upstream);
+  } catch {
+    throw new DbgateError('USAGE', `--upstream is not a URL: ${options.upstream.replace(/:[^:@/]*@/, ':***@')}`);
+  }
+  if (!/^postgres(ql)?:$/.test(upstreamUrl.protocol) || !upstreamUrl.hostname) {
+    throw new DbgateError('USAGE', '--upstream must be a postgres://user:password@host:port/database URL (TCP)');
+  }
+
+  const stateDir = resolve(options.stateDir ?? defaultDevStateDir(options.env));
+  await mkdir(join(stateDir, 'secrets'), { recursive: true, mode: 0o700 });
+  await mkdir(join(stateDir, 'tls'), { recursive: true, mode: 0o700 });
+  await chmod(stateDir, 0o700);
+
+  const servicePassword = (await readOrCreate(join(stateDir, 'secrets', 'service-password'), () =>
+    randomBytes(24).toString('base64url'))).trim();
+  await readOrCreate(join(stateDir, 'secrets', 'credential-signing.jwk'), async () =>
+    `${JSON.stringify(await generateSigningKeyJwk(), null, 2)}\n`);
+  const certFile = join(stateDir, 'tls', 'gateway.crt');
+  const keyFile = join(stateDir, 'tls', 'gateway.key');
+  if (!(await exists(certFile)) || !(await exists(keyFile))) {
+    // Certificate and key are one pair: (re)create both together. Clients pin the new fingerprint via discovery.
+    const certificate = await generateSelfSignedCertificate({ commonName: 'dbgate dev gateway' });
+    await writeFile(keyFile, certificate.keyPem, { mode: 0o600 });
+    await writeFile(certFile, certificate.certPem, { mode: 0o644 });
+  }
+  const adminPassword = decodeURIComponent(upstreamUrl.password);
+  if (adminPassword) await writeFile(join(stateDir, 'secrets', 'state-store-password'), adminPassword, { mode: 0o600 });
+
+  await prepareUpstream(upstreamUrl, servicePassword);
+
+  const stateStoreUrl = new URL(upstreamUrl.toString());
+  stateStoreUrl.password = '';
+  stateStoreUrl.pathname = `/${DEV_STATE_DATABASE}`;
+  const config = {
+    name: 'dev',
+    listen: {
+      pg: `127.0.0.1:${options.pgPort ?? DEV_DEFAULT_PORTS.pg}`,
+      api: `127.0.0.1:${options.apiPort ?? DEV_DEFAULT_PORTS.api}`,
+    },
+    tls: { cert_file: 'tls/gateway.crt', key_file: 'tls/gateway.key', require: false },
+    credentials: { signing_key_file: 'secrets/credential-signing.jwk', default_ttl: '1h', max_ttl: '12h' },
+    state_store: {
+      url: stateStoreUrl.toString(),
+      ...(adminPassword ? { password_file: 'secrets/state-store-password' } : {}),
+    },
+    targets: {
+      [DEMO_TARGET_NAME]: {
+        host: upstreamUrl.hostname.replace(/^\[|\]$/g, ''),
+        port: Number(upstreamUrl.port || 5432),
+        database: DEMO_DATABASE,
+        user: DEV_SERVICE_ROLE,
+        password_file: 'secrets/service-password',
+        description: 'demo orders database (customers, orders, payments)',
+      },
+    },
+  };
+  const configFile = join(stateDir, DEV_CONFIG_FILE);
+  await writeFile(configFile, `# Written by dbgate-gateway dev; regenerated on every start.\n${stringify(config)}`, { mode: 0o600 });
+
+  const gateway = await startGateway(await loadGatewayConfig(configFile, options.env), options.log ? { log: options.log } : {});
+  return {
+    gateway,
+    stateDir,
+    configFile,
+    readyLine: { pg: `${gateway.pg.host}:${gateway.pg.port}`, api: gateway.apiUrl, idp: null, state: stateDir },
+    close: () => gateway.close(),
+  };
+}
+
+/**
+ * Creates the service role, the demo database (owned by the service role, so the gateway can also run DDL there on
+ * behalf of users who are allowed to) and the state database, then seeds the demo data. Idempotent.
+ */
+async function prepareUpstream(upstreamUrl: URL, servicePassword: string): Promise<void> {
+  const admin = new pg.Client({ connectionString: upstreamUrl.toString(), application_name: 'dbgate-dev-setup' });
+  try {
+    await admin.connect();
+  } catch (error) {
+    throw new DbgateError('UPSTREAM_FAILED', `cannot connect to --upstream: ${(error as Error).message}`, {
+      hint: 'check the URL, the password and that the server accepts TCP connections',
+    });
+  }
+  try {
+    const role = quoteIdentifier(DEV_SERVICE_ROLE);
+    const exists = await admin.query('select 1 from pg_roles where rolname = $1', [DEV_SERVICE_ROLE]);
+    // The password is a literal in DDL (no parameters there); it is base64url, so it has no quote to escape.
+    const verb = exists.rowCount ? 'alter' : 'create';
+    await admin.query(`${verb} role ${role} login password '${servicePassword}'`);
+    for (const [database, owner] of [[DEMO_DATABASE, role], [DEV_STATE_DATABASE, null]] as const) {
+      const found = await admin.query('select 1 from pg_database where datname = $1', [database]);
+      if (!found.rowCount) {
+        await admin.query(`create database ${quoteIdentifier(database)}${owner ? ` owner ${owner}` : ''}`);
+      }
+    }
+  } finally {
+    await admin.end();
+  }
+
+  const demoUrl = new URL(upstreamUrl.toString());
+  demoUrl.pathname = `/${DEMO_DATABASE}`;
+  const demo = new pg.Client({ connectionString: demoUrl.toString(), application_name: 'dbgate-dev-setup' });
+  await demo.connect();
+  try {
+    // Create the demo objects as the service role so it owns them.
+    await demo.query(`set role ${quoteIdentifier(DEV_SERVICE_ROLE)}`);
+    await seedDemoDatabase(demo);
+  } finally {
+    await demo.end();
+  }
+}

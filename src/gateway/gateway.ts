@@ -1,0 +1,93 @@
+/**
+ * Assembles a running gateway from a validated config: state store, audit writer, credential authority, the
+ * PostgreSQL listener and the HTTP API. `startGateway` is what `dbgate-gateway start` and the dev stack call.
+ */
+import { createSecureContext } from 'node:tls';
+import type { AddressInfo } from 'node:net';
+import { AuditWriter } from './audit/audit-writer.js';
+import type { GatewayConfig } from './config/load.js';
+import { CredentialAuthority } from './identity/credentials.js';
+import { createJsonLogger, type Logger } from './log.js';
+import { createAuditingStatementHook, type StatementHook } from './policy/statement-hook.js';
+import { CancelKeyRegistry } from './proxy/cancel-keys.js';
+import { PgListener } from './proxy/pg-listener.js';
+import { StateStore } from './store/state-store.js';
+import { startApiServer, type ApiServer } from './api/server.js';
+
+export interface RunningGateway {
+  config: GatewayConfig;
+  store: StateStore;
+  credentials: CredentialAuthority;
+  audit: AuditWriter;
+  /** Where the PostgreSQL listener is bound (the real port when the config asked for 0). */
+  pg: { host: string; port: number };
+  /** Base URL of the HTTP API. */
+  apiUrl: string;
+  /** Stops accepting, ends every client connection with a FATAL error, flushes the audit trail. */
+  close(): Promise<void>;
+}
+
+export interface StartGatewayOptions {
+  log?: Logger;
+  /** Replaces the default statement hook (tests, and the policy engine once it lands). */
+  hook?: (audit: AuditWriter) => StatementHook;
+}
+
+export async function startGateway(config: GatewayConfig, options: StartGatewayOptions = {}): Promise<RunningGateway> {
+  const log = options.log ?? createJsonLogger();
+  const store = new StateStore({ url: config.stateStore.url, password: config.stateStore.password });
+  try {
+    await store.migrate();
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+  const audit = new AuditWriter(store, {
+    gateway: config.name,
+    onError: (error) => log.log('error', 'audit.write_failed', { reason: error.message }),
+  });
+  const credentials = new CredentialAuthority(config.credentials.signingKeyJwk, config.audience);
+  const hook = options.hook ? options.hook(audit) : createAuditingStatementHook(audit);
+  const secureContext = createSecureContext({ cert: config.tls.cert, key: config.tls.key, minVersion: 'TLSv1.2' });
+
+  const listener = new PgListener({
+    config,
+    credentials,
+    store,
+    audit,
+    hook,
+    cancelKeys: new CancelKeyRegistry(),
+    secureContext,
+    log,
+  });
+  let pgAddress: AddressInfo;
+  let api: ApiServer;
+  try {
+    pgAddress = await listener.listen(config.listen.pg);
+    api = await startApiServer({ config, pgAddress, log });
+  } catch (error) {
+    await listener.close();
+    await store.close();
+    throw error;
+  }
+  log.log('info', 'gateway.started', { pg: `${pgAddress.address}:${pgAddress.port}`, api: api.url, targets: [...config.targets.keys()] });
+
+  let closing: Promise<void> | null = null;
+  return {
+    config,
+    store,
+    credentials,
+    audit,
+    pg: { host: pgAddress.address, port: pgAddress.port },
+    apiUrl: api.url,
+    close() {
+      closing ??= (async () => {
+        await Promise.allSettled([listener.close(), api.close()]);
+        await audit.close().catch(() => {});
+        await store.close();
+        log.log('info', 'gateway.stopped');
+      })();
+      return closing;
+    },
+  };
+}

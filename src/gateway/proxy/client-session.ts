@@ -1,0 +1,664 @@
+/**
+ * One client connection to the gateway, from the first byte to the last, as a state machine:
+ *
+ *   startup ──SSLRequest──▶ (TLS) ──StartupMessage──▶ password ──credential ok──▶ connecting ──▶ ready ──▶ closed
+ *
+ * In `ready` every message passes through the statement hook before it is forwarded, and every server message is
+ * relayed back through a BackendRelay that follows boundaries without copying results.
+ *
+ * @see https://www.postgresql.org/docs/current/protocol-flow.html
+ */
+import { randomBytes } from 'node:crypto';
+import type { Socket } from 'node:net';
+import { TLSSocket, type SecureContext } from 'node:tls';
+import { serialize } from 'pg-protocol';
+import type { GatewayConfig, TargetConfig } from '../config/load.js';
+import { isLoopbackHost } from '../config/load.js';
+import type { AuditWriter } from '../audit/audit-writer.js';
+import { CredentialRejected, type CredentialAuthority, type Identity } from '../identity/credentials.js';
+import type { Logger } from '../log.js';
+import type { ConnectionContext, ProtocolStep, StatementDecision, StatementHook } from '../policy/statement-hook.js';
+import { isUuid, type StateStore } from '../store/state-store.js';
+import {
+  authenticationRequest,
+  backendKeyData,
+  errorResponse,
+  parseErrorFields,
+  readyForQuery,
+  type ErrorFields,
+} from '../wire/backend-messages.js';
+import { BackendRelay, type RelayAction } from '../wire/backend-relay.js';
+import {
+  parseStartupParameters,
+  PgMessageReader,
+  ProtocolViolation,
+  readCString,
+  type PgMessage,
+} from '../wire/message-reader.js';
+import {
+  AuthenticationKind,
+  BackendCode,
+  CANCEL_REQUEST_BYTES,
+  CANCEL_REQUEST_CODE,
+  FrontendCode,
+  GSSENC_REQUEST_CODE,
+  SSL_REQUEST_CODE,
+  SqlState,
+  TransactionStatus,
+} from '../wire/protocol.js';
+import type { CancelKeyRegistry } from './cancel-keys.js';
+import { cancelUpstream, connectUpstream, UpstreamError, type UpstreamConnection } from './upstream.js';
+
+/** What a session needs from the gateway around it. */
+export interface ProxyDependencies {
+  config: GatewayConfig;
+  credentials: CredentialAuthority;
+  store: StateStore;
+  audit: AuditWriter;
+  hook: StatementHook;
+  cancelKeys: CancelKeyRegistry;
+  secureContext: SecureContext;
+  log: Logger;
+}
+
+type SessionState = 'startup' | 'password' | 'connecting' | 'ready' | 'closed';
+
+/** A client must finish logging in within this time, like PostgreSQL's authentication_timeout. */
+const LOGIN_TIMEOUT_MS = 30_000;
+
+/**
+ * A statement sent to the server whose answer has not fully arrived. The server answers strictly in order, so the
+ * head of the queue is always the one the next response belongs to.
+ */
+interface InFlight {
+  /** query/function-call: ends at ReadyForQuery. execute: at CommandComplete & co. sync: at ReadyForQuery. */
+  kind: 'query' | 'execute' | 'sync' | 'function-call' | 'denied-parse';
+  step: ProtocolStep;
+  text: string;
+  startedAt: number;
+  rows: number;
+  dataRowsAtStart: number;
+  sqlState: string | undefined;
+  /** Set when the gateway replaced this statement: the server's error for it is swapped for this denial. */
+  denial: { rule: string; error: ErrorFields } | undefined;
+}
+
+/**
+ * Statement text a denial is replaced with upstream. It is a syntax error on every PostgreSQL version, so the server
+ * rejects it without touching anything, and the client then sees exactly the effects of an error at that point:
+ * an aborted transaction block, a discarded pipeline up to Sync. Its error is replaced by the denial on the way back.
+ */
+const DENIAL_PLACEHOLDER_SQL = 'dbgate denied';
+
+export class ClientSession {
+  readonly connectionId = `c-${randomBytes(6).toString('hex')}`;
+  private state: SessionState = 'startup';
+  private client: Socket | TLSSocket;
+  private readonly reader: PgMessageReader;
+  private startupParameters = new Map<string, string>();
+  private identity: Identity | undefined;
+  private target: TargetConfig | undefined;
+  private context: ConnectionContext | undefined;
+  private upstream: UpstreamConnection | undefined;
+  private relay: BackendRelay | undefined;
+  private clientKey: { processId: number; secretKey: number } | undefined;
+  private readonly inFlight: InFlight[] = [];
+  /** Statement texts by prepared-statement name ("" is the unnamed one) and by portal name. */
+  private readonly statements = new Map<string, string>();
+  private readonly portals = new Map<string, string>();
+  private dataRows = 0;
+  private transactionStatus = TransactionStatus.Idle;
+  private busy = false;
+  private readonly loginTimer: NodeJS.Timeout;
+  private readonly onClientData = (chunk: Buffer): void => this.receive(chunk);
+
+  constructor(
+    private readonly rawSocket: Socket,
+    private readonly deps: ProxyDependencies,
+    private readonly onClosed: (session: ClientSession) => void,
+  ) {
+    this.client = rawSocket;
+    this.reader = new PgMessageReader({ maxMessageBytes: deps.config.limits.maxMessageBytes });
+    rawSocket.setNoDelay(true);
+    rawSocket.setKeepAlive(true, 30_000);
+    rawSocket.on('data', this.onClientData);
+    rawSocket.on('error', () => this.close());
+    rawSocket.on('close', () => this.close());
+    this.loginTimer = setTimeout(() => {
+      if (this.state !== 'ready') this.fatal(SqlState.protocolViolation, 'dbgate: login timed out', undefined);
+    }, LOGIN_TIMEOUT_MS);
+  }
+
+  get clientAddress(): string {
+    return `${this.rawSocket.remoteAddress ?? '?'}:${this.rawSocket.remotePort ?? '?'}`;
+  }
+
+  /** The identity this connection authenticated as, once it has. */
+  get sessionId(): string | undefined {
+    return this.identity?.sessionId;
+  }
+
+  /** Ends the connection from the gateway's side with a FATAL error the client can read. */
+  terminate(code: (typeof SqlState)[keyof typeof SqlState], message: string, hint?: string): void {
+    this.fatal(code, message, hint);
+  }
+
+  private receive(chunk: Buffer): void {
+    this.reader.push(chunk);
+    this.pump();
+  }
+
+  /** Handles every complete buffered message the current state allows. */
+  private pump(): void {
+    if (this.busy || this.state === 'closed') return;
+    const toUpstream: Buffer[] = [];
+    try {
+      for (;;) {
+        // Handlers change state and `busy` as they go (TLS upgrade, login): re-read them on every turn.
+        const state = this.state as SessionState;
+        if (this.busy || state === 'closed' || state === 'connecting') break;
+        const message = this.reader.next();
+        if (!message) break;
+        if (this.state === 'startup') this.handleStartupPacket(message);
+        else if (this.state === 'password') this.handlePassword(message);
+        else this.handleProxyMessage(message, toUpstream);
+      }
+    } catch (error) {
+      if (error instanceof ProtocolViolation) {
+        this.deps.log.log('warn', 'client.protocol_violation', { connection: this.connectionId, reason: error.message });
+        this.fatal(SqlState.protocolViolation, `dbgate: invalid message from client: ${error.message}`, undefined);
+        return;
+      }
+      this.internalError(error);
+      return;
+    }
+    if (toUpstream.length > 0) this.sendUpstream(toUpstream);
+  }
+
+  // ── startup ──────────────────────────────────────────────────────────────────────────────────────────────────
+
+  private handleStartupPacket(message: PgMessage): void {
+    const code = message.body.readInt32BE(0);
+    if (code === SSL_REQUEST_CODE) {
+      if (this.client instanceof TLSSocket) throw new ProtocolViolation('SSLRequest inside TLS');
+      // Bytes after the SSLRequest and before the TLS handshake could be injected in plaintext by a man in the
+      // middle (CVE-2021-23214): refuse them.
+      if (this.reader.bufferedBytes > 0) throw new ProtocolViolation('data received after SSLRequest');
+      this.upgradeToTls();
+      return;
+    }
+    if (code === GSSENC_REQUEST_CODE) {
+      // No GSSAPI encryption here; 'N' tells the client to go on with SSLRequest or plain startup.
+      this.client.write(Buffer.from('N'));
+      return;
+    }
+    if (code === CANCEL_REQUEST_CODE) {
+      if (message.raw.length !== CANCEL_REQUEST_BYTES) throw new ProtocolViolation('malformed CancelRequest');
+      this.handleCancelRequest(message.body.readInt32BE(4), message.body.readInt32BE(8));
+      return;
+    }
+    if (code >> 16 !== 3) {
+      this.fatal(SqlState.featureNotSupported, `dbgate: unsupported frontend protocol ${code >> 16}.${code & 0xffff}`,
+        'use a client that speaks protocol 3.0 (any PostgreSQL client since 7.4)');
+      return;
+    }
+    // Protocol 3.x: we speak 3.0; libpq accepts a 3.0 server answering a 3.2 request without negotiation when
+    // it asked for 3.0, and newer clients fall back on NegotiateProtocolVersion, which the upstream would send.
+    this.startupParameters = parseStartupParameters(message.body);
+    this.reader.expectStartupPacket = false;
+    const plaintext = !(this.client instanceof TLSSocket);
+    if (plaintext && this.deps.config.tls.require) {
+      this.fatal(SqlState.invalidAuthorizationSpecification, 'dbgate: this gateway requires TLS',
+        'connect with sslmode=require (or use: dbgate connect <target>)');
+      return;
+    }
+    if (plaintext && !isLoopbackHost(this.rawSocket.remoteAddress?.replace(/^::ffff:/, '') ?? '')) {
+      this.fatal(SqlState.invalidAuthorizationSpecification, 'dbgate: TLS is required for connections from other hosts',
+        'connect with sslmode=require');
+      return;
+    }
+    if (!this.startupParameters.get('user')) {
+      this.fatal(SqlState.invalidAuthorizationSpecification, 'dbgate: no user name in the startup message', undefined);
+      return;
+    }
+    this.state = 'password';
+    this.client.write(authenticationRequest(AuthenticationKind.CleartextPassword));
+  }
+
+  private upgradeToTls(): void {
+    this.busy = true;
+    this.rawSocket.off('data', this.onClientData);
+    this.rawSocket.write(Buffer.from('S'));
+    const tls = new TLSSocket(this.rawSocket, {
+      isServer: true,
+      secureContext: this.deps.secureContext,
+      // PostgreSQL clients do not use ALPN by default; accept them as they are.
+    });
+    tls.setNoDelay(true);
+    tls.on('secure', () => {
+      this.client = tls;
+      this.busy = false;
+      this.pump();
+    });
+    tls.on('data', this.onClientData);
+    tls.on('error', (error) => {
+      this.deps.log.log('info', 'client.tls_failed', { connection: this.connectionId, reason: error.message });
+      this.close();
+    });
+    tls.on('close', () => this.close());
+  }
+
+  private handleCancelRequest(processId: number, secretKey: number): void {
+    const backend = this.deps.cancelKeys.lookup(processId, secretKey);
+    this.state = 'closed';
+    this.client.end();
+    if (!backend) return; // unknown keys are ignored silently, as PostgreSQL does
+    cancelUpstream(backend.target, backend.processId, backend.secretKey).catch((error: unknown) => {
+      this.deps.log.log('warn', 'cancel.failed', { target: backend.target.name, reason: (error as Error).message });
+    });
+  }
+
+  // ── authentication ───────────────────────────────────────────────────────────────────────────────────────────
+
+  private handlePassword(message: PgMessage): void {
+    if (message.type !== FrontendCode.Password) {
+      throw new ProtocolViolation(`expected a password message, got 0x${message.type.toString(16)}`);
+    }
+    const token = readCString(message.body, 0).value;
+    this.state = 'connecting';
+    this.busy = true;
+    this.authenticateAndConnect(token).then(
+      () => {
+        this.busy = false;
+        this.pump();
+      },
+      (error: unknown) => this.internalError(error),
+    );
+  }
+
+  private async authenticateAndConnect(token: string): Promise<void> {
+    const { config, credentials, store, log } = this.deps;
+    const requestedUser = this.startupParameters.get('user') ?? '';
+    const targetName = this.startupParameters.get('database') ?? requestedUser;
+    let identity: Identity;
+    try {
+      identity = await credentials.verifyCredential(token);
+    } catch (error) {
+      if (error instanceof CredentialRejected) {
+        this.refuse(requestedUser, targetName, error.reason);
+        const hint = error.reason === 'expired' ? 'your dbgate login expired - run: dbgate login' : 'run: dbgate login, then connect with: dbgate connect <target>';
+        this.fatal(SqlState.invalidPassword, `dbgate: ${error.message}`, hint);
+        return;
+      }
+      throw error;
+    }
+    if (!isUuid(identity.sessionId) || (await store.sessionState(identity.sessionId)) !== 'active') {
+      this.refuse(identity.subject, targetName, 'session revoked or unknown');
+      this.fatal(SqlState.invalidPassword, 'dbgate: this credential has been revoked', 'run: dbgate login');
+      return;
+    }
+    if (requestedUser !== identity.subject && requestedUser !== identity.email) {
+      this.refuse(identity.subject, targetName, 'user mismatch');
+      this.fatal(SqlState.invalidAuthorizationSpecification,
+        `dbgate: the credential belongs to "${identity.subject}", but the connection asked for user "${requestedUser}"`,
+        `connect with user=${identity.subject}`);
+      return;
+    }
+    const target = config.targets.get(targetName);
+    if (!target) {
+      this.refuse(identity.subject, targetName, 'unknown target');
+      this.fatal(SqlState.invalidCatalogName, `dbgate: target "${targetName}" does not exist on this gateway`,
+        'run: dbgate targets   (the database name is the target name)');
+      return;
+    }
+    this.identity = identity;
+    this.target = target;
+    this.context = { connectionId: this.connectionId, identity, target, clientAddress: this.clientAddress };
+
+    let upstream: UpstreamConnection;
+    try {
+      upstream = await connectUpstream({
+        target,
+        clientParameters: this.startupParameters,
+        timeoutMs: config.limits.upstreamConnectTimeoutMs,
+      });
+    } catch (error) {
+      const reason = error instanceof UpstreamError ? error.message : 'internal error';
+      log.log('warn', 'upstream.login_failed', { connection: this.connectionId, target: target.name, reason });
+      this.fatal(SqlState.sqlclientUnableToEstablishSqlconnection, `dbgate: cannot connect to target "${target.name}"`,
+        'the target is unavailable; try again, and tell the gateway operator if it persists');
+      return;
+    }
+    if (this.state === 'closed') {
+      upstream.socket.destroy();
+      return;
+    }
+    this.attachUpstream(upstream);
+    this.clientKey = this.deps.cancelKeys.register({ target, processId: upstream.processId, secretKey: upstream.secretKey });
+    clearTimeout(this.loginTimer);
+    this.client.cork();
+    this.client.write(authenticationRequest(AuthenticationKind.Ok));
+    for (const parameterStatus of upstream.parameterStatusMessages) this.client.write(parameterStatus);
+    this.client.write(backendKeyData(this.clientKey.processId, this.clientKey.secretKey));
+    this.client.write(readyForQuery(TransactionStatus.Idle));
+    this.client.uncork();
+    this.state = 'ready';
+    this.deps.audit.append({
+      occurredAt: new Date(),
+      event: 'connection.open',
+      subject: identity.subject,
+      actors: identity.actors,
+      sessionId: identity.sessionId,
+      connectionId: this.connectionId,
+      clientAddress: this.clientAddress,
+      target: target.name,
+      statement: undefined,
+      protocolStep: undefined,
+      outcome: 'ok',
+      sqlState: undefined,
+      rows: undefined,
+      durationMs: undefined,
+      detail: { application_name: this.startupParameters.get('application_name') ?? null },
+    });
+    log.log('info', 'connection.open', { connection: this.connectionId, subject: identity.subject, target: target.name });
+  }
+
+  private refuse(subject: string, target: string, reason: string): void {
+    this.deps.log.log('info', 'connection.refused', { connection: this.connectionId, subject, target, reason });
+    this.deps.audit.append({
+      occurredAt: new Date(),
+      event: 'connection.refused',
+      subject,
+      actors: [],
+      sessionId: undefined,
+      connectionId: this.connectionId,
+      clientAddress: this.clientAddress,
+      target,
+      statement: undefined,
+      protocolStep: undefined,
+      outcome: 'denied',
+      sqlState: undefined,
+      rows: undefined,
+      durationMs: undefined,
+      detail: { reason },
+    });
+  }
+
+  // ── proxying ─────────────────────────────────────────────────────────────────────────────────────────────────
+
+  private attachUpstream(upstream: UpstreamConnection): void {
+    this.upstream = upstream;
+    this.relay = new BackendRelay((type, body) => this.inspectBackendMessage(type, body), {
+      onDataRow: () => {
+        this.dataRows += 1;
+      },
+    });
+    const socket = upstream.socket;
+    socket.on('data', (chunk: Buffer) => this.relayFromUpstream(chunk));
+    socket.on('error', (error) => {
+      this.deps.log.log('warn', 'upstream.error', { connection: this.connectionId, reason: error.message });
+    });
+    socket.on('close', () => this.upstreamClosed());
+    for (const chunk of upstream.leftover) this.relayFromUpstream(chunk);
+  }
+
+  private handleProxyMessage(message: PgMessage, toUpstream: Buffer[]): void {
+    const context = this.context!;
+    const now = Date.now();
+    switch (message.type) {
+      case FrontendCode.Query: {
+        const text = readCString(message.body, 0).value;
+        const decision = this.decide(context, 'query', text);
+        this.inFlight.push(this.entry('query', 'query', text, now, decision));
+        toUpstream.push(decision.action === 'allow' ? message.raw : serialize.query(DENIAL_PLACEHOLDER_SQL));
+        return;
+      }
+      case FrontendCode.Parse: {
+        const name = readCString(message.body, 0);
+        const text = readCString(message.body, name.next).value;
+        const decision = this.decide(context, 'parse', text);
+        if (decision.action === 'allow') {
+          this.statements.set(name.value, text);
+          toUpstream.push(message.raw);
+        } else {
+          this.statements.delete(name.value);
+          this.inFlight.push(this.entry('denied-parse', 'parse', text, now, decision));
+          toUpstream.push(serialize.parse({ name: name.value, text: DENIAL_PLACEHOLDER_SQL }));
+        }
+        return;
+      }
+      case FrontendCode.Bind: {
+        const portal = readCString(message.body, 0);
+        const statement = readCString(message.body, portal.next).value;
+        this.portals.set(portal.value, this.statements.get(statement) ?? '');
+        toUpstream.push(message.raw);
+        return;
+      }
+      case FrontendCode.Execute: {
+        const portal = readCString(message.body, 0).value;
+        const text = this.portals.get(portal) ?? '';
+        this.inFlight.push(this.entry('execute', 'execute', text, now, { action: 'allow' }));
+        toUpstream.push(message.raw);
+        return;
+      }
+      case FrontendCode.Sync:
+        this.inFlight.push(this.entry('sync', 'execute', '', now, { action: 'allow' }));
+        toUpstream.push(message.raw);
+        return;
+      case FrontendCode.Close: {
+        const kind = message.body[0];
+        const name = readCString(message.body, 1).value;
+        if (kind === 0x53 /* 'S' */) this.statements.delete(name);
+        else this.portals.delete(name);
+        toUpstream.push(message.raw);
+        return;
+      }
+      case FrontendCode.FunctionCall: {
+        const decision = this.decide(context, 'function-call', '<fastpath function call>');
+        if (decision.action !== 'allow') {
+          // A fastpath call has no SQL text to replace; answer it ourselves once the pipeline before it has drained.
+          this.inFlight.push(this.entry('query', 'function-call', '<fastpath function call>', now, decision));
+          toUpstream.push(serialize.query(DENIAL_PLACEHOLDER_SQL));
+          return;
+        }
+        this.inFlight.push(this.entry('function-call', 'function-call', '<fastpath function call>', now, decision));
+        toUpstream.push(message.raw);
+        return;
+      }
+      case FrontendCode.Describe:
+      case FrontendCode.Flush:
+      case FrontendCode.CopyData:
+      case FrontendCode.CopyDone:
+      case FrontendCode.CopyFail:
+        toUpstream.push(message.raw);
+        return;
+      case FrontendCode.Terminate:
+        toUpstream.push(message.raw);
+        this.state = 'closed';
+        return;
+      default:
+        throw new ProtocolViolation(`unexpected message type 0x${message.type.toString(16)}`);
+    }
+  }
+
+  private decide(context: ConnectionContext, step: ProtocolStep, text: string): StatementDecision {
+    return this.deps.hook.decideStatement(context, { step, text });
+  }
+
+  private entry(kind: InFlight['kind'], step: ProtocolStep, text: string, now: number, decision: StatementDecision): InFlight {
+    return {
+      kind,
+      step,
+      text,
+      startedAt: now,
+      rows: 0,
+      dataRowsAtStart: this.dataRows,
+      sqlState: undefined,
+      denial: decision.action === 'deny' ? { rule: decision.rule, error: decision.error } : undefined,
+    };
+  }
+
+  private sendUpstream(buffers: Buffer[]): void {
+    const upstream = this.upstream?.socket;
+    if (!upstream || upstream.destroyed) return;
+    upstream.cork();
+    for (const buffer of buffers) upstream.write(buffer);
+    upstream.uncork();
+    if (this.state === 'closed') {
+      upstream.end();
+      return;
+    }
+    // Backpressure: stop reading from the client while the server is not keeping up (COPY FROM, huge Binds).
+    if (upstream.writableNeedDrain) {
+      this.client.pause();
+      upstream.once('drain', () => this.client.resume());
+    }
+  }
+
+  private relayFromUpstream(chunk: Buffer): void {
+    let out: Buffer[];
+    try {
+      out = this.relay!.relay(chunk);
+    } catch (error) {
+      this.internalError(error);
+      return;
+    }
+    if (this.state === 'closed' || this.client.destroyed) return;
+    if (out.length === 1) this.client.write(out[0]!);
+    else if (out.length > 1) {
+      this.client.cork();
+      for (const buffer of out) this.client.write(buffer);
+      this.client.uncork();
+    }
+    // Backpressure: stop reading from the server while the client is slow, so a huge result stays in the server.
+    if (this.client.writableNeedDrain && this.upstream && !this.upstream.socket.isPaused()) {
+      this.upstream.socket.pause();
+      this.client.once('drain', () => this.upstream?.socket.resume());
+    }
+  }
+
+  /** Follows the server's answers to attribute them to statements; swaps errors of denied statements. */
+  private inspectBackendMessage(type: number, body: Buffer): RelayAction {
+    const head = this.inFlight[0];
+    switch (type) {
+      case BackendCode.CommandComplete: {
+        if (!head) return 'forward';
+        const rows = rowsFromCommandTag(body);
+        if (head.kind === 'execute') this.finish(head, 'ok', rows ?? this.dataRows - head.dataRowsAtStart);
+        else head.rows += rows ?? 0;
+        return 'forward';
+      }
+      case BackendCode.EmptyQueryResponse:
+      case BackendCode.PortalSuspended:
+        if (head?.kind === 'execute') this.finish(head, 'ok', this.dataRows - head.dataRowsAtStart);
+        return 'forward';
+      case BackendCode.ErrorResponse: {
+        if (!head) return 'forward';
+        const sqlState = parseErrorFields(body)['C'];
+        head.sqlState = sqlState;
+        const replacement = head.denial ? { replaceWith: [errorResponse(head.denial.error)] } : undefined;
+        if (head.kind === 'execute' || head.kind === 'denied-parse') {
+          this.finish(head, head.denial ? 'denied' : 'error', 0);
+          // The server now skips everything up to Sync; those statements never run.
+          while (this.inFlight[0] && this.inFlight[0].kind !== 'sync') this.finish(this.inFlight[0], 'skipped', 0);
+        }
+        return replacement ?? 'forward';
+      }
+      case BackendCode.ReadyForQuery: {
+        this.transactionStatus = body[0] ?? TransactionStatus.Idle;
+        if (!head) return 'forward';
+        if (head.kind === 'sync') this.inFlight.shift();
+        else if (head.kind === 'query' || head.kind === 'function-call') {
+          this.finish(head, head.denial ? 'denied' : head.sqlState ? 'error' : 'ok', head.rows || this.dataRows - head.dataRowsAtStart);
+        }
+        return 'forward';
+      }
+      default:
+        return 'forward';
+    }
+  }
+
+  /** Removes `entry` (the queue head) and hands it to the hook for the audit trail. */
+  private finish(entry: InFlight, outcome: 'ok' | 'error' | 'denied' | 'skipped', rows: number): void {
+    if (this.inFlight[0] === entry) this.inFlight.shift();
+    this.deps.hook.recordStatement(this.context!, {
+      step: entry.step,
+      text: entry.text,
+      startedAt: entry.startedAt,
+      finishedAt: Date.now(),
+      outcome,
+      sqlState: entry.sqlState,
+      rows,
+      rule: entry.denial?.rule,
+    });
+  }
+
+  // ── teardown ─────────────────────────────────────────────────────────────────────────────────────────────────
+
+  private upstreamClosed(): void {
+    if (this.state === 'closed') return;
+    // Tell the client why, unless we are in the middle of relaying a message (a partial message can't be followed
+    // by one of ours without corrupting the stream).
+    if (this.relay?.atMessageBoundary ?? true) {
+      this.fatal(SqlState.connectionFailure, 'dbgate: the connection to the target was lost', 'reconnect and retry');
+    } else this.close();
+  }
+
+  /** Sends a FATAL ErrorResponse (when the protocol state allows it) and closes. */
+  private fatal(code: (typeof SqlState)[keyof typeof SqlState], message: string, hint: string | undefined): void {
+    if (this.state === 'closed') return;
+    const canSpeak = this.state !== 'ready' || (this.relay?.atMessageBoundary ?? true);
+    if (canSpeak && !this.client.destroyed) {
+      this.client.end(errorResponse({ severity: 'FATAL', code, message, hint }));
+    } else this.client.destroy();
+    this.close();
+  }
+
+  private internalError(error: unknown): void {
+    // Internal details stay in the gateway's log; the client learns only that something failed on our side.
+    this.deps.log.log('error', 'session.internal_error', {
+      connection: this.connectionId,
+      error: error instanceof Error ? (error.stack ?? error.message) : String(error),
+    });
+    this.fatal(SqlState.internalError, 'dbgate: internal gateway error; the connection was closed', 'retry; the gateway operator has the details');
+  }
+
+  /** Releases everything; safe to call more than once. */
+  close(): void {
+    const wasReady = this.state === 'ready';
+    if (this.state !== 'closed') this.state = 'closed';
+    if (this.closedOnce) return;
+    this.closedOnce = true;
+    clearTimeout(this.loginTimer);
+    const upstream = this.upstream;
+    if (upstream) {
+      // A statement still running upstream would go on after the client left: cancel it before hanging up.
+      if (this.inFlight.length > 0 && this.target) {
+        cancelUpstream(this.target, upstream.processId, upstream.secretKey).catch(() => {});
+      }
+      upstream.socket.destroy();
+    }
+    if (this.clientKey) this.deps.cancelKeys.unregister(this.clientKey.processId, this.clientKey.secretKey);
+    if (!this.client.destroyed && !this.client.writableEnded) this.client.end();
+    for (const entry of [...this.inFlight]) {
+      if (entry.kind !== 'sync') this.finish(entry, 'error', this.dataRows - entry.dataRowsAtStart);
+      else this.inFlight.shift();
+    }
+    if (wasReady && this.identity && this.target) {
+      this.deps.log.log('info', 'connection.close', { connection: this.connectionId, subject: this.identity.subject, target: this.target.name });
+    }
+    this.onClosed(this);
+  }
+
+  private closedOnce = false;
+}
+
+/** Rows affected/returned from a CommandComplete tag: the last word when numeric ("INSERT 0 5", "SELECT 42"). */
+function rowsFromCommandTag(body: Buffer): number | undefined {
+  const end = body.indexOf(0);
+  const tag = body.toString('latin1', 0, end < 0 ? body.length : end);
+  const space = tag.lastIndexOf(' ');
+  if (space < 0) return undefined;
+  const count = Number(tag.slice(space + 1));
+  return Number.isFinite(count) ? count : undefined;
+}

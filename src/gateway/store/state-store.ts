@@ -1,0 +1,159 @@
+/**
+ * The gateway's own PostgreSQL database: sessions, revocations and the audit trail. Several gateways share one
+ * store, so everything a decision depends on lives here rather than in one process's memory.
+ */
+import pg from 'pg';
+import type { Secret } from '../../shared/secret.js';
+import { DbgateError } from '../../shared/errors.js';
+
+/** Ordered schema migrations; each runs once, in a transaction, under an advisory lock shared by all gateways. */
+const MIGRATIONS: readonly string[] = [
+  `create table dbgate_sessions (
+     session_id   uuid primary key,
+     subject      text not null,
+     kind         text not null,
+     email        text,
+     groups       text[] not null default '{}',
+     actors       text[] not null default '{}',
+     created_at   timestamptz not null default now(),
+     expires_at   timestamptz not null,
+     revoked_at   timestamptz,
+     revoked_by   text,
+     origin       text not null
+   );
+   create index dbgate_sessions_subject on dbgate_sessions (subject, created_at desc);
+   create table dbgate_audit_events (
+     id            bigserial primary key,
+     occurred_at   timestamptz not null,
+     gateway       text not null,
+     event         text not null,
+     subject       text,
+     actors        text[] not null default '{}',
+     session_id    uuid,
+     connection_id text,
+     client_addr   text,
+     target        text,
+     statement     text,
+     protocol_step text,
+     outcome       text not null,
+     sqlstate      text,
+     rows          bigint,
+     duration_ms   double precision,
+     detail        jsonb not null default '{}'
+   );
+   create index dbgate_audit_events_subject on dbgate_audit_events (subject, occurred_at desc);
+   create index dbgate_audit_events_time on dbgate_audit_events (occurred_at);`,
+];
+
+/** Arbitrary but fixed: all gateways serialise their migrations on this advisory lock key. */
+const MIGRATION_LOCK_KEY = 0x64626761; // "dbga"
+
+export interface StateStoreOptions {
+  url: string;
+  password: Secret | undefined;
+  /** Pool size; the store is touched per connection and per audit batch, not per statement. */
+  maxConnections?: number;
+}
+
+export interface SessionRecord {
+  sessionId: string;
+  subject: string;
+  kind: string;
+  email: string | undefined;
+  groups: string[];
+  actors: string[];
+  expiresAt: Date;
+  origin: string;
+}
+
+export class StateStore {
+  readonly pool: pg.Pool;
+
+  constructor(options: StateStoreOptions) {
+    // Not `connectionString`: pg lets the URL's (absent) password override an explicit one.
+    const url = new URL(options.url);
+    this.pool = new pg.Pool({
+      host: decodeURIComponent(url.hostname).replace(/^\[|\]$/g, ''),
+      port: Number(url.port || 5432),
+      user: decodeURIComponent(url.username),
+      database: decodeURIComponent(url.pathname.slice(1)) || decodeURIComponent(url.username),
+      ...(options.password ? { password: options.password.reveal() } : {}),
+      max: options.maxConnections ?? 8,
+      application_name: 'dbgate-gateway',
+    });
+    // An idle pooled connection that dies (store restart) must not crash the gateway; the next query reconnects.
+    this.pool.on('error', () => {});
+  }
+
+  /** Brings the schema up to date. Safe to run from several gateways at once. */
+  async migrate(): Promise<void> {
+    const client = await this.connect();
+    try {
+      await client.query('select pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+      await client.query('create table if not exists dbgate_schema_version (version integer not null)');
+      const { rows } = await client.query<{ version: number }>('select max(version) as version from dbgate_schema_version');
+      const current = rows[0]?.version ?? 0;
+      for (let version = current + 1; version <= MIGRATIONS.length; version += 1) {
+        await client.query('begin');
+        await client.query(MIGRATIONS[version - 1]!);
+        await client.query('insert into dbgate_schema_version (version) values ($1)', [version]);
+        await client.query('commit');
+      }
+    } catch (error) {
+      await client.query('rollback').catch(() => {});
+      throw new DbgateError('STATE_STORE_FAILED', `state store migration failed: ${(error as Error).message}`, {
+        cause: error,
+      });
+    } finally {
+      await client.query('select pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]).catch(() => {});
+      client.release();
+    }
+  }
+
+  async recordSession(session: SessionRecord): Promise<void> {
+    await this.pool.query(
+      `insert into dbgate_sessions (session_id, subject, kind, email, groups, actors, expires_at, origin)
+       values ($1, $2, $3, $4, $5, $6, $7, $8)`,
+      [session.sessionId, session.subject, session.kind, session.email ?? null, session.groups, session.actors,
+        session.expiresAt, session.origin],
+    );
+  }
+
+  /** 'active', 'revoked', or 'unknown' (never issued by this deployment: refused like a revoked one). */
+  async sessionState(sessionId: string): Promise<'active' | 'revoked' | 'unknown'> {
+    const { rows } = await this.pool.query<{ revoked: boolean }>(
+      'select revoked_at is not null as revoked from dbgate_sessions where session_id = $1',
+      [sessionId],
+    );
+    if (rows.length === 0) return 'unknown';
+    return rows[0]!.revoked ? 'revoked' : 'active';
+  }
+
+  async revokeSession(sessionId: string, revokedBy: string): Promise<boolean> {
+    const result = await this.pool.query(
+      'update dbgate_sessions set revoked_at = now(), revoked_by = $2 where session_id = $1 and revoked_at is null',
+      [sessionId, revokedBy],
+    );
+    return (result.rowCount ?? 0) > 0;
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+
+  private async connect(): Promise<pg.PoolClient> {
+    try {
+      return await this.pool.connect();
+    } catch (error) {
+      throw new DbgateError('STATE_STORE_FAILED', `cannot reach the state store: ${(error as Error).message}`, {
+        hint: 'check state_store.url and its password in the gateway config',
+        cause: error,
+      });
+    }
+  }
+}
+
+/** A valid UUID, so a malformed `sid` cannot become a SQL error that leaks through. */
+export function isUuid(text: string): boolean {
+  return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(text);
+}

@@ -1,0 +1,81 @@
+/**
+ * What both executables share: the context object that carries the outside world into commands, and the single
+ * place where errors become messages and exit codes. Only bin/ calls process.exit with the number returned here.
+ */
+import { Command, CommanderError } from 'commander';
+import { DbgateError, ExitCode, type ExitCodeValue } from './errors.js';
+
+/** Everything a command may touch outside its arguments. Tests pass their own. */
+export interface CommandContext {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  /** Whether stdout is an interactive terminal (tables and live views) or a pipe (plain lines, JSON). */
+  stdoutIsTTY: boolean;
+  env: NodeJS.ProcessEnv;
+  /** Aborted on SIGINT/SIGTERM: long-running commands (dev, start, connect) shut down cleanly when it fires. */
+  signal: AbortSignal;
+  now: () => number;
+}
+
+export function processContext(signal: AbortSignal): CommandContext {
+  return {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    stdoutIsTTY: Boolean(process.stdout.isTTY),
+    env: process.env,
+    signal,
+    now: Date.now,
+  };
+}
+
+/** Writes a line to a stream. */
+export function writeLine(stream: NodeJS.WritableStream, text = ''): void {
+  stream.write(`${text}\n`);
+}
+
+/** Resolves when `signal` aborts (immediately if it already has). */
+export function untilAborted(signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+}
+
+/**
+ * Runs a commander program and turns the outcome into an exit code: DbgateError → its message and hint on one
+ * line each, commander usage errors → 2, anything else is a bug → stack trace and 1.
+ */
+export async function runProgram(program: Command, argv: string[], context: CommandContext, name: string): Promise<ExitCodeValue> {
+  program.exitOverride();
+  program.configureOutput({
+    writeOut: (text) => context.stdout.write(text),
+    writeErr: (text) => context.stderr.write(text),
+  });
+  for (const command of program.commands) command.exitOverride();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return ExitCode.ok;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') {
+        return ExitCode.ok;
+      }
+      return ExitCode.usage;
+    }
+    if (error instanceof DbgateError) {
+      writeLine(context.stderr, `${name}: ${error.message}`);
+      if (error.hint) writeLine(context.stderr, `hint: ${error.hint}`);
+      return error.exitCode;
+    }
+    writeLine(context.stderr, `${name}: internal error (this is a bug; please report it with the text below)`);
+    writeLine(context.stderr, error instanceof Error ? (error.stack ?? error.message) : String(error));
+    return ExitCode.error;
+  }
+}
+
+/** Parses a TCP port option: an integer 0-65535 (0 = pick a free one). */
+export function parsePort(value: string): number {
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new DbgateError('USAGE', `not a port number: ${value}`, { hint: 'use 1-65535, or 0 for a random port' });
+  }
+  return port;
+}
