@@ -4,7 +4,6 @@
 import { createRequire } from 'node:module';
 import { Command } from 'commander';
 import { runProgram, type CommandContext } from '../shared/cli-runtime.js';
-import type { ExitCodeValue } from '../shared/errors.js';
 import { registerCheckConfig } from './commands/check-config.js';
 import { registerCredentialMint } from './commands/credential/mint.js';
 import { registerDev } from './commands/dev.js';
@@ -27,6 +26,6 @@ export function buildGatewayProgram(context: CommandContext): Command {
   return program;
 }
 
-export function main(argv: string[], context: CommandContext): Promise<ExitCodeValue> {
+export function main(argv: string[], context: CommandContext): Promise<number> {
   return runProgram(buildGatewayProgram(context), argv, context, 'dbgate-gateway');
 }

@@ -12,20 +12,46 @@ export interface CommandContext {
   /** Whether stdout is an interactive terminal (tables and live views) or a pipe (plain lines, JSON). */
   stdoutIsTTY: boolean;
   env: NodeJS.ProcessEnv;
-  /** Aborted on SIGINT/SIGTERM: long-running commands (dev, start, connect) shut down cleanly when it fires. */
+  /** Aborted on the first SIGINT/SIGTERM (reason: the signal name): long-running commands shut down when it fires. */
   signal: AbortSignal;
+  /**
+   * Every SIGINT/SIGTERM, for commands that supervise a child process: the child gets the terminal's Ctrl-C itself,
+   * so such a command ignores SIGINT and forwards SIGTERM. Returns an unsubscribe function.
+   */
+  onSignal: (listener: (signal: 'SIGINT' | 'SIGTERM') => void) => () => void;
   now: () => number;
 }
 
-export function processContext(signal: AbortSignal): CommandContext {
+/** The context of a real process: its streams, environment and signals. */
+export function processContext(): CommandContext {
+  const controller = new AbortController();
+  const listeners = new Set<(signal: 'SIGINT' | 'SIGTERM') => void>();
+  for (const name of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(name, () => {
+      // A supervising command (connect -- psql) decides for itself; otherwise the first signal shuts down.
+      if (listeners.size > 0) for (const listener of listeners) listener(name);
+      else controller.abort(name);
+    });
+  }
   return {
     stdout: process.stdout,
     stderr: process.stderr,
     stdoutIsTTY: Boolean(process.stdout.isTTY),
     env: process.env,
-    signal,
+    signal: controller.signal,
+    onSignal(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
     now: Date.now,
   };
+}
+
+/** Thrown by a command to end with a specific exit code and no message (e.g. the exit code of a launched psql). */
+export class ExitWith extends Error {
+  constructor(readonly exitCode: number) {
+    super(`exit ${exitCode}`);
+  }
 }
 
 /** Writes a line to a stream. */
@@ -43,7 +69,7 @@ export function untilAborted(signal: AbortSignal): Promise<void> {
  * Runs a commander program and turns the outcome into an exit code: DbgateError → its message and hint on one
  * line each, commander usage errors → 2, anything else is a bug → stack trace and 1.
  */
-export async function runProgram(program: Command, argv: string[], context: CommandContext, name: string): Promise<ExitCodeValue> {
+export async function runProgram(program: Command, argv: string[], context: CommandContext, name: string): Promise<number> {
   program.exitOverride();
   program.configureOutput({
     writeOut: (text) => context.stdout.write(text),
@@ -54,6 +80,7 @@ export async function runProgram(program: Command, argv: string[], context: Comm
     await program.parseAsync(argv, { from: 'user' });
     return ExitCode.ok;
   } catch (error) {
+    if (error instanceof ExitWith) return error.exitCode;
     if (error instanceof CommanderError) {
       if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') {
         return ExitCode.ok;

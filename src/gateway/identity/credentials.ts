@@ -161,15 +161,3 @@ export async function generateSigningKeyJwk(): Promise<Record<string, unknown>> 
   const jwk = await exportJWK(privateKey);
   return { ...jwk, kid: randomUUID(), alg: ALGORITHM, use: 'sig' };
 }
-
-/** Reads the claims of a credential without verifying it: only for showing the user their own token. */
-export function peekCredential(token: string): { subject: string | undefined; expiresAt: number | undefined } {
-  const parts = token.split('.');
-  if (parts.length !== 3) return { subject: undefined, expiresAt: undefined };
-  try {
-    const payload = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as JWTPayload;
-    return { subject: payload.sub, expiresAt: typeof payload.exp === 'number' ? payload.exp * 1000 : undefined };
-  } catch {
-    return { subject: undefined, expiresAt: undefined };
-  }
-}

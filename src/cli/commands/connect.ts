@@ -1,0 +1,144 @@
+import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { ExitWith, parsePort, untilAborted, writeLine, type CommandContext } from '../../shared/cli-runtime.js';
+import { formatDuration } from '../../shared/duration.js';
+import { DbgateError } from '../../shared/errors.js';
+import { currentCredential } from '../credential-source.js';
+import { discoverGateway, gatewayUrl } from '../gateway-discovery.js';
+import { LocalTunnel } from '../tunnel/local-tunnel.js';
+
+export interface ConnectOptions {
+  target: string;
+  port?: number | undefined;
+  json?: boolean | undefined;
+  gateway?: string | undefined;
+  /** Trust this CA for the gateway certificate instead of the pinned fingerprint from discovery. */
+  gatewayCa?: string | undefined;
+  /** A command to launch with PG* variables pointing at the tunnel; the tunnel closes when it exits. */
+  command: string[];
+}
+
+/** The automation contract's ready line (`--json`). */
+export interface ConnectReadyLine {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  database: string;
+  uri: string;
+}
+
+export async function connectRun(options: ConnectOptions, context: CommandContext): Promise<void> {
+  const credential = currentCredential(context.env, context.now());
+  const url = gatewayUrl(options.gateway, context.env);
+  const discovery = await discoverGateway(url);
+  const ca = options.gatewayCa ? await readFile(options.gatewayCa).catch((error: NodeJS.ErrnoException) => {
+    throw new DbgateError('USAGE', `--gateway-ca: cannot read ${options.gatewayCa}: ${error.code ?? error.message}`);
+  }) : undefined;
+  const tunnel = new LocalTunnel({
+    target: options.target,
+    user: credential.subject,
+    gateway: {
+      host: discovery.pg.host,
+      port: discovery.pg.port,
+      ...(ca ? { ca } : { fingerprint256: discovery.tls.fingerprint_sha256 }),
+    },
+    credential: () => currentCredential(context.env, context.now()).token,
+    port: options.port,
+    onEvent: options.command.length > 0 || options.json ? undefined : (event) => {
+      if (event.type === 'refused') writeLine(context.stderr, `dbgate: connection ${event.id} refused: ${event.reason}`);
+      else writeLine(context.stderr, `dbgate: connection ${event.id} ${event.type === 'open' ? 'opened' : 'closed'} (${event.open} open)`);
+    },
+  });
+  let address: { host: string; port: number };
+  try {
+    address = await tunnel.listen();
+  } catch (error) {
+    throw new DbgateError('USAGE', `cannot listen on 127.0.0.1:${options.port ?? 0}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, {
+      hint: 'pick another --port, or omit it for a random one',
+    });
+  }
+  const ready: ConnectReadyLine = {
+    host: address.host,
+    port: address.port,
+    user: credential.subject,
+    password: tunnel.password,
+    database: options.target,
+    uri: `postgres://${encodeURIComponent(credential.subject)}:${tunnel.password}@${address.host}:${address.port}/${encodeURIComponent(options.target)}?sslmode=disable`,
+  };
+  try {
+    if (options.command.length > 0) {
+      throw new ExitWith(await runClient(options.command, ready, context));
+    }
+    if (options.json) writeLine(context.stdout, JSON.stringify(ready));
+    else {
+      writeLine(context.stdout, `dbgate: tunnel to ${options.target} is ready on ${address.host}:${address.port}` +
+        ` (as ${credential.subject}; credential valid for ${formatDuration(credential.expiresAt - context.now())})`);
+      writeLine(context.stdout, `  psql "${ready.uri}"`);
+      writeLine(context.stdout, 'Press Ctrl-C to close the tunnel.');
+    }
+    await untilAborted(context.signal);
+  } finally {
+    await tunnel.close();
+  }
+}
+
+/** Launches the client with PG* variables set; resolves with its exit code (128+n when killed by signal n). */
+function runClient(command: string[], ready: ConnectReadyLine, context: CommandContext): Promise<number> {
+  const [file, ...args] = command as [string, ...string[]];
+  const child = spawn(file, args, {
+    stdio: 'inherit',
+    env: {
+      ...context.env,
+      PGHOST: ready.host,
+      PGPORT: String(ready.port),
+      PGUSER: ready.user,
+      PGPASSWORD: ready.password,
+      PGDATABASE: ready.database,
+      // The tunnel is loopback-only and plaintext by design; TLS happens between the tunnel and the gateway.
+      PGSSLMODE: 'disable',
+    },
+  });
+  // Ctrl-C reaches the child directly from the terminal (psql cancels the query); we only forward SIGTERM.
+  const unsubscribe = context.onSignal((signal) => {
+    if (signal === 'SIGTERM') child.kill('SIGTERM');
+  });
+  return new Promise((resolve, reject) => {
+    child.once('error', (error: NodeJS.ErrnoException) => {
+      unsubscribe();
+      reject(new DbgateError('USAGE', `cannot run ${file}: ${error.code === 'ENOENT' ? 'command not found' : error.message}`));
+    });
+    child.once('exit', (code, signal) => {
+      unsubscribe();
+      resolve(code ?? 128 + (signal ? signalNumber(signal) : 1));
+    });
+  });
+}
+
+function signalNumber(signal: NodeJS.Signals): number {
+  const numbers: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
+  return numbers[signal] ?? 1;
+}
+
+export function registerConnect(program: Command, context: CommandContext): void {
+  program
+    .command('connect')
+    .description('open a local PostgreSQL port that forwards to a target through the gateway')
+    .argument('<target>', 'target name, e.g. prod-orders')
+    .argument('[command...]', 'after --: a client to launch against the tunnel (e.g. -- psql)')
+    .option('-p, --port <n>', 'local port on 127.0.0.1 (default: random)', parsePort)
+    .option('--json', 'print one JSON line with host, port, user, password, database, uri when listening')
+    .option('--gateway <url>', 'gateway API URL (default: DBGATE_GATEWAY or the stored login)')
+    .option('--gateway-ca <file>', "verify the gateway's certificate with this CA instead of the pinned fingerprint")
+    .addHelpText('after', [
+      '',
+      'Examples:',
+      '  dbgate connect prod-orders                 # prints a psql URI, runs until Ctrl-C',
+      '  dbgate connect prod-orders -- psql         # launches psql through the tunnel',
+      '  dbgate connect prod-orders --port 15432 --json',
+      '',
+    ].join('\n'))
+    .action((target: string, command: string[], flags: Omit<ConnectOptions, 'target' | 'command'>) =>
+      connectRun({ ...flags, target, command }, context));
+}
