@@ -1,7 +1,7 @@
 /**
- * `dbgate-gateway dev`: a complete gateway for trying dbgate and for tests, in one process. With `--upstream` it
- * seeds the demo target into a PostgreSQL server you give it and keeps its state store in a separate database on
- * that server; everything it generates (config, keys, certificate, service password) lives under the state dir, so
+ * `dbgate-gateway dev`: a complete gateway for trying dbgate and for tests, in one process. It seeds the demo
+ * target into a PostgreSQL server — its own embedded one by default, or the one `--upstream` names — and keeps its
+ * state store in a separate database on that server; everything it generates (config, keys, certificate, service password) lives under the state dir, so
  * a restart keeps credentials valid.
  */
 import { randomBytes } from 'node:crypto';
@@ -17,6 +17,7 @@ import { generateSigningKeyJwk } from '../gateway/identity/credentials.js';
 import type { Logger } from '../gateway/log.js';
 import { generateSelfSignedCertificate } from '../gateway/tls/self-signed.js';
 import { DEMO_DATABASE, DEMO_TARGET_NAME, seedDemoDatabase } from './demo-fixture.js';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres.js';
 
 /** Fixed dev ports, so the quickstart's commands never change; 0 asks for random ones. */
 export const DEV_DEFAULT_PORTS = { pg: 6543, api: 6580, idp: 6590 } as const;
@@ -25,7 +26,7 @@ export const DEV_STATE_DATABASE = 'dbgate_state';
 export const DEV_CONFIG_FILE = 'gateway.yaml';
 
 export interface DevStackOptions {
-  /** postgres://user:password@host:port/db of a server the dev stack may create roles and databases on. */
+  /** postgres://user:password@host:port/db of a server the dev stack may create roles and databases on; default: embedded. */
   upstream: string | undefined;
   stateDir?: string | undefined;
   pgPort?: number | undefined;
@@ -69,25 +70,38 @@ function quoteIdentifier(name: string): string {
 }
 
 export async function startDevStack(options: DevStackOptions): Promise<DevStack> {
-  if (!options.upstream) {
-    throw new DbgateError('USAGE', 'the embedded PostgreSQL is not available yet: pass --upstream <postgres url>', {
-      hint: 'e.g. dbgate-gateway dev --upstream postgres://postgres:secret@127.0.0.1:5432/postgres',
-    });
-  }
-  let upstreamUrl: URL;
-  try {
-    upstreamUrl = new URL(options.upstream);
-  } catch {
-    throw new DbgateError('USAGE', `--upstream is not a URL: ${options.upstream.replace(/:[^:@/]*@/, ':***@')}`);
-  }
-  if (!/^postgres(ql)?:$/.test(upstreamUrl.protocol) || !upstreamUrl.hostname) {
-    throw new DbgateError('USAGE', '--upstream must be a postgres://user:password@host:port/database URL (TCP)');
-  }
-
   const stateDir = resolve(options.stateDir ?? defaultDevStateDir(options.env));
   await mkdir(join(stateDir, 'secrets'), { recursive: true, mode: 0o700 });
   await mkdir(join(stateDir, 'tls'), { recursive: true, mode: 0o700 });
   await chmod(stateDir, 0o700);
+
+  let embedded: EmbeddedPostgres | undefined;
+  if (!options.upstream) embedded = await startEmbeddedPostgres(stateDir);
+  try {
+    const stack = await startDevStackOn(embedded?.adminUrl ?? options.upstream!, stateDir, options);
+    return {
+      ...stack,
+      close: async () => {
+        await stack.close();
+        await embedded?.stop();
+      },
+    };
+  } catch (error) {
+    await embedded?.stop();
+    throw error;
+  }
+}
+
+async function startDevStackOn(upstream: string, stateDir: string, options: DevStackOptions): Promise<DevStack> {
+  let upstreamUrl: URL;
+  try {
+    upstreamUrl = new URL(upstream);
+  } catch {
+    throw new DbgateError('USAGE', `--upstream is not a URL: ${upstream.replace(/:[^:@/]*@/, ':***@')}`);
+  }
+  if (!/^postgres(ql)?:$/.test(upstreamUrl.protocol) || !upstreamUrl.hostname) {
+    throw new DbgateError('USAGE', '--upstream must be a postgres://user:password@host:port/database URL (TCP)');
+  }
 
   const servicePassword = (await readOrCreate(join(stateDir, 'secrets', 'service-password'), () =>
     randomBytes(24).toString('base64url'))).trim();

@@ -6,6 +6,7 @@ import { Command } from 'commander';
 import { runProgram, type CommandContext } from '../shared/cli-runtime.js';
 import { registerCheckConfig } from './commands/check-config.js';
 import { registerCredentialMint } from './commands/credential/mint.js';
+import { registerDemo } from './commands/demo.js';
 import { registerDev } from './commands/dev.js';
 import { registerKeygen } from './commands/keygen.js';
 import { registerStart } from './commands/start.js';
@@ -20,6 +21,7 @@ export function buildGatewayProgram(context: CommandContext): Command {
   registerStart(program, context);
   registerCheckConfig(program, context);
   registerDev(program, context);
+  registerDemo(program, context);
   registerKeygen(program, context);
   const credential = program.command('credential').description('mint credentials directly with the gateway key');
   registerCredentialMint(credential, context);

@@ -46,7 +46,7 @@ export function registerDev(program: Command, context: CommandContext): void {
   program
     .command('dev')
     .description('run a complete dev gateway with the demo target (prod-orders)')
-    .option('--upstream <postgres-url>', 'seed the demo into this PostgreSQL server (needs CREATEROLE/CREATEDB)')
+    .option('--upstream <postgres-url>', 'use this PostgreSQL server instead of the embedded one (needs CREATEROLE/CREATEDB)')
     .option('--state <dir>', 'where config, keys and certificate live (default $XDG_STATE_HOME/dbgate/dev)')
     .option('--pg-port <n>', 'PostgreSQL port of the gateway (0 = random)', parsePort)
     .option('--api-port <n>', 'HTTP API port (0 = random)', parsePort)
