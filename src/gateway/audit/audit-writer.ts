@@ -10,19 +10,20 @@ import type { StateStore } from '../store/state-store.js';
 export interface AuditRecord {
   occurredAt: Date;
   event: 'statement' | 'connection.open' | 'connection.refused' | 'connection.close' | 'credential.mint';
-  subject: string | undefined;
-  actors: string[];
-  sessionId: string | undefined;
-  connectionId: string | undefined;
-  clientAddress: string | undefined;
-  target: string | undefined;
-  statement: string | undefined;
-  protocolStep: string | undefined;
   outcome: 'ok' | 'error' | 'denied' | 'cancelled' | 'skipped';
-  sqlState: string | undefined;
-  rows: number | undefined;
-  durationMs: number | undefined;
-  detail: Record<string, unknown>;
+  subject?: string | undefined;
+  /** RFC 8693 actor chain: who acted on behalf of `subject`. */
+  actors?: string[] | undefined;
+  sessionId?: string | undefined;
+  connectionId?: string | undefined;
+  clientAddress?: string | undefined;
+  target?: string | undefined;
+  statement?: string | undefined;
+  protocolStep?: string | undefined;
+  sqlState?: string | undefined;
+  rows?: number | undefined;
+  durationMs?: number | undefined;
+  detail?: Record<string, unknown> | undefined;
 }
 
 export interface AuditWriterOptions {
@@ -102,7 +103,7 @@ export class AuditWriter {
         this.options.gateway,
         record.event,
         record.subject ?? null,
-        record.actors,
+        record.actors ?? [],
         record.sessionId ?? null,
         record.connectionId ?? null,
         record.clientAddress ?? null,
@@ -113,7 +114,7 @@ export class AuditWriter {
         record.sqlState ?? null,
         record.rows ?? null,
         record.durationMs ?? null,
-        JSON.stringify(record.detail),
+        JSON.stringify(record.detail ?? {}),
       );
     }
     try {

@@ -352,12 +352,7 @@ export class ClientSession {
       connectionId: this.connectionId,
       clientAddress: this.clientAddress,
       target: target.name,
-      statement: undefined,
-      protocolStep: undefined,
       outcome: 'ok',
-      sqlState: undefined,
-      rows: undefined,
-      durationMs: undefined,
       detail: { application_name: this.startupParameters.get('application_name') ?? null },
     });
     log.log('info', 'connection.open', { connection: this.connectionId, subject: identity.subject, target: target.name });
@@ -369,17 +364,10 @@ export class ClientSession {
       occurredAt: new Date(),
       event: 'connection.refused',
       subject,
-      actors: [],
-      sessionId: undefined,
       connectionId: this.connectionId,
       clientAddress: this.clientAddress,
       target,
-      statement: undefined,
-      protocolStep: undefined,
       outcome: 'denied',
-      sqlState: undefined,
-      rows: undefined,
-      durationMs: undefined,
       detail: { reason },
     });
   }

@@ -64,15 +64,7 @@ export async function mintRun(options: MintOptions, context: CommandContext): Pr
       subject: identity.subject,
       actors: [`os-user:${context.env['USER'] ?? context.env['LOGNAME'] ?? 'unknown'}`],
       sessionId: identity.sessionId,
-      connectionId: undefined,
-      clientAddress: undefined,
-      target: undefined,
-      statement: undefined,
-      protocolStep: undefined,
       outcome: 'ok',
-      sqlState: undefined,
-      rows: undefined,
-      durationMs: undefined,
       detail: { groups, kind: identity.kind, ttl_ms: ttlMs },
     });
     await audit.close();
