@@ -46,9 +46,9 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
     gateway: config.name,
     onError: (error) => log.log('error', 'audit.write_failed', { reason: error.message }),
   });
-  const credentials = new CredentialAuthority(config.credentials.signingKeyJwk, config.audience);
+  const credentials = new CredentialAuthority(config.credentials.signingKeyJwk.reveal(), config.audience);
   const hook = options.hook ? options.hook(audit) : createAuditingStatementHook(audit);
-  const secureContext = createSecureContext({ cert: config.tls.cert, key: config.tls.key, minVersion: 'TLSv1.2' });
+  const secureContext = createSecureContext({ cert: config.tls.cert, key: config.tls.key.reveal(), minVersion: 'TLSv1.2' });
 
   const listener = new PgListener({
     config,

@@ -1,17 +1,18 @@
 import { inspect } from 'node:util';
 
 /**
- * Holds a credential so that it cannot end up in a log by accident: string conversion, JSON and util.inspect all
- * print a placeholder. Only `reveal()` gives the value, and every call site of it is a place to review.
+ * Holds a credential or private key so that it cannot end up in a log by accident: string conversion, JSON and
+ * util.inspect all print a placeholder. Only `reveal()` gives the value, and every call site of it is a place to
+ * review.
  */
-export class Secret {
-  readonly #value: string;
+export class Secret<T = string> {
+  readonly #value: T;
 
-  constructor(value: string) {
+  constructor(value: T) {
     this.#value = value;
   }
 
-  reveal(): string {
+  reveal(): T {
     return this.#value;
   }
 

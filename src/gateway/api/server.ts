@@ -28,7 +28,7 @@ export function buildApi(options: ApiServerOptions): FastifyInstance {
   const { config, pgAddress } = options;
   const app = Fastify({
     logger: false,
-    ...(usesTls(config) ? { https: { cert: config.tls.cert, key: config.tls.key } } : {}),
+    ...(usesTls(config) ? { https: { cert: config.tls.cert, key: config.tls.key.reveal() } } : {}),
   } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
   const publicPg = config.listen.publicPg.port === 0 || config.listen.publicPg === config.listen.pg
     ? { host: config.listen.pg.host === '0.0.0.0' ? '127.0.0.1' : config.listen.pg.host, port: pgAddress.port }

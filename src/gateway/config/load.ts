@@ -6,7 +6,7 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { isIP } from 'node:net';
-import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
+import { LineCounter, parseDocument, isMap, isNode, isScalar, type Document, type Node } from 'yaml';
 import type { z } from 'zod';
 import { DbgateError } from '../../shared/errors.js';
 import { parseDuration } from '../../shared/duration.js';
@@ -41,8 +41,8 @@ export interface GatewayConfig {
   /** `aud` of every credential this gateway mints and accepts. */
   audience: string;
   listen: { pg: HostPort; api: HostPort; publicPg: HostPort };
-  tls: { cert: Buffer; key: Buffer; require: boolean; fingerprint256: string };
-  credentials: { signingKeyJwk: Record<string, unknown>; defaultTtlMs: number; maxTtlMs: number };
+  tls: { cert: Buffer; key: Secret<Buffer>; require: boolean; fingerprint256: string };
+  credentials: { signingKeyJwk: Secret<Record<string, unknown>>; defaultTtlMs: number; maxTtlMs: number };
   stateStore: { url: string; password: Secret | undefined };
   targets: Map<string, TargetConfig>;
   limits: { maxMessageBytes: number; maxClientConnections: number; upstreamConnectTimeoutMs: number };
@@ -104,13 +104,22 @@ function describeIssue(issue: z.core.$ZodIssue, locate: Locator): string {
 /** The line of the deepest existing node on `keyPath` (a missing key points at its parent). */
 function lineOf(document: Document, lineCounter: LineCounter, keyPath: ReadonlyArray<PropertyKey>): number {
   for (let depth = keyPath.length; depth >= 0; depth -= 1) {
-    const node = document.getIn(keyPath.slice(0, depth) as unknown[], true);
+    const path = keyPath.slice(0, depth) as unknown[];
+    const node = document.getIn(path, true);
     if (isNode(node) && node.range) {
       // For a mapping value, point at its key's line rather than the value's first child.
-      return lineCounter.linePos(node.range[0]).line;
+      const key = depth > 0 ? keyNodeOf(document.getIn(path.slice(0, -1), true), path[depth - 1]) : undefined;
+      return lineCounter.linePos((key?.range ?? node.range)[0]).line;
     }
   }
   return 1;
+}
+
+/** The key node of `name` in a mapping node, if `parent` is one and has it. */
+function keyNodeOf(parent: unknown, name: unknown): Node | undefined {
+  if (!isMap(parent)) return undefined;
+  const pair = parent.items.find((item) => isScalar(item.key) && String(item.key.value) === String(name));
+  return isNode(pair?.key) ? pair.key : undefined;
 }
 
 function parseHostPort(text: string): HostPort {
@@ -220,8 +229,8 @@ async function resolveGatewayConfig(
       api: parseHostPort(file.listen.api),
       publicPg: file.listen.public_pg ? parseHostPort(file.listen.public_pg) : pg,
     },
-    tls: { cert, key, require: file.tls.require, fingerprint256 },
-    credentials: { signingKeyJwk, defaultTtlMs, maxTtlMs },
+    tls: { cert, key: new Secret(key), require: file.tls.require, fingerprint256 },
+    credentials: { signingKeyJwk: new Secret(signingKeyJwk), defaultTtlMs, maxTtlMs },
     stateStore: { url: file.state_store.url, password: await readSecret(['state_store'], file.state_store) },
     targets,
     limits: {

@@ -41,13 +41,27 @@ function hmac(key: Buffer, text: string): Buffer {
   return createHmac('sha256', key).update(text).digest();
 }
 
+export interface ScramClientOptions {
+  /**
+   * Test seam: the client nonce to send instead of a fresh random one, so an exchange can be checked against
+   * published test vectors. Production code never sets it: a predictable nonce defeats replay protection.
+   */
+  clientNonce?: string;
+}
+
 /** One SCRAM exchange. Call the three steps in order with the server's messages. */
 export class ScramClientSession {
-  private readonly clientNonce = randomBytes(18).toString('base64');
-  private readonly clientFirstBare = `n=*,r=${this.clientNonce}`;
+  private readonly clientNonce: string;
+  private readonly clientFirstBare: string;
   private expectedServerSignature: Buffer | null = null;
 
-  constructor(private readonly password: string) {}
+  constructor(
+    private readonly password: string,
+    options: ScramClientOptions = {},
+  ) {
+    this.clientNonce = options.clientNonce ?? randomBytes(18).toString('base64');
+    this.clientFirstBare = `n=*,r=${this.clientNonce}`;
+  }
 
   /** The client-first-message for SASLInitialResponse. PostgreSQL ignores the SCRAM user name, so it is "*". */
   clientFirstMessage(): string {

@@ -36,7 +36,7 @@ export async function mintRun(options: MintOptions, context: CommandContext): Pr
     throw new DbgateError('USAGE', `--user: letters, digits and . _ @ + - only (got ${JSON.stringify(options.user)})`);
   }
   const groups = (options.groups ?? '').split(',').map((g) => g.trim()).filter(Boolean);
-  const authority = new CredentialAuthority(config.credentials.signingKeyJwk, config.audience, context.now);
+  const authority = new CredentialAuthority(config.credentials.signingKeyJwk.reveal(), config.audience, context.now);
   const { token, identity } = await authority.issueCredential({
     subject: options.user,
     email: options.email,
