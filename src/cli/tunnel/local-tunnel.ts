@@ -93,7 +93,8 @@ export class LocalTunnel {
     this.track(client);
     client.setNoDelay(true);
     client.on('error', () => client.destroy());
-    const reader = new PgMessageReader();
+    // Nothing a client says before the relay starts (startup, password) is legitimately larger than 64 kB.
+    const reader = new PgMessageReader({ maxMessageBytes: 65_536 });
     let parameters = new Map<string, string>();
     let stage: 'startup' | 'password' | 'relaying' = 'startup';
 

@@ -9,7 +9,14 @@ import type { StateStore } from '../store/state-store.js';
 
 export interface AuditRecord {
   occurredAt: Date;
-  event: 'statement' | 'connection.open' | 'connection.refused' | 'connection.close' | 'credential.mint';
+  event:
+    | 'statement'
+    | 'connection.open'
+    | 'connection.refused'
+    | 'connection.close'
+    | 'connection.terminated'
+    | 'credential.issue'
+    | 'credential.revoke';
   outcome: 'ok' | 'error' | 'denied' | 'cancelled' | 'skipped';
   subject?: string | undefined;
   /** RFC 8693 actor chain: who acted on behalf of `subject`. */

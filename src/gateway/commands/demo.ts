@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { ExitWith, writeLine, type CommandContext } from '../../shared/cli-runtime.js';
 import { startDevStack } from '../../dev/dev-stack.js';
 import { createJsonLogger } from '../log.js';
+import { issueSessionCredential } from '../identity/sessions.js';
 
 /** bin/dbgate of this package, so the demo runs the same CLI a user would. */
 const DBGATE_BIN = fileURLToPath(new URL('../../../bin/dbgate', import.meta.url));
@@ -17,11 +18,11 @@ export async function demoRun(options: { state?: string }, context: CommandConte
   const stack = await startDevStack({ upstream: undefined, stateDir: options.state, pgPort: 0, apiPort: 0,
     log: createJsonLogger(context.stderr, 'warn'), env: context.env });
   try {
-    const { token } = await stack.gateway.credentials.issueCredential({
-      subject: 'alice', email: 'alice@example.com', groups: ['engineering'], kind: 'human', ttlMs: 3_600_000 });
-    const identity = await stack.gateway.credentials.verifyCredential(token);
-    await stack.gateway.store.recordSession({ sessionId: identity.sessionId, subject: 'alice', kind: 'human',
-      email: identity.email, groups: identity.groups, actors: [], expiresAt: new Date(identity.expiresAt), origin: 'demo' });
+    const { token } = await issueSessionCredential(
+      { authority: stack.gateway.credentials, store: stack.gateway.store, audit: stack.gateway.audit },
+      { subject: 'alice', email: 'alice@example.com', groups: ['engineering'], kind: 'human', ttlMs: 3_600_000 },
+      'demo',
+    );
     const env = { ...context.env, DBGATE_GATEWAY: stack.gateway.apiUrl, DBGATE_CREDENTIAL: token };
     const hasPsql = spawnSync('psql', ['--version'], { stdio: 'ignore' }).status === 0;
     writeLine(context.stderr, `dbgate demo: gateway at ${stack.gateway.apiUrl}; you are alice (engineering).`);

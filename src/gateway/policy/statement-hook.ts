@@ -35,7 +35,8 @@ export interface CompletedStatement {
   text: string;
   startedAt: number;
   finishedAt: number;
-  outcome: 'ok' | 'error' | 'denied' | 'skipped';
+  /** cancelled: the client went away while it ran (it was cancelled upstream). */
+  outcome: 'ok' | 'error' | 'denied' | 'skipped' | 'cancelled';
   sqlState: string | undefined;
   rows: number | undefined;
   rule: string | undefined;

@@ -17,7 +17,7 @@ import { isLoopbackHost } from '../config/load.js';
 import type { AuditWriter } from '../audit/audit-writer.js';
 import { CredentialRejected, type CredentialAuthority, type Identity } from '../identity/credentials.js';
 import type { Logger } from '../log.js';
-import type { ConnectionContext, ProtocolStep, StatementDecision, StatementHook } from '../policy/statement-hook.js';
+import type { CompletedStatement, ConnectionContext, ProtocolStep, StatementDecision, StatementHook } from '../policy/statement-hook.js';
 import { isUuid, type StateStore } from '../store/state-store.js';
 import {
   authenticationRequest,
@@ -65,6 +65,11 @@ type SessionState = 'startup' | 'password' | 'connecting' | 'ready' | 'closed';
 
 /** A client must finish logging in within this time, like PostgreSQL's authentication_timeout. */
 const LOGIN_TIMEOUT_MS = 30_000;
+/**
+ * Largest message accepted before authentication (PostgreSQL: PG_MAX_AUTH_TOKEN_LENGTH, 64 kB). A credential is at
+ * most 8 kB; an unauthenticated client must not make the gateway buffer more.
+ */
+const MAX_LOGIN_MESSAGE_BYTES = 65_536;
 
 /**
  * A statement sent to the server whose answer has not fully arrived. The server answers strictly in order, so the
@@ -118,7 +123,7 @@ export class ClientSession {
     private readonly onClosed: (session: ClientSession) => void,
   ) {
     this.client = rawSocket;
-    this.reader = new PgMessageReader({ maxMessageBytes: deps.config.limits.maxMessageBytes });
+    this.reader = new PgMessageReader({ maxMessageBytes: MAX_LOGIN_MESSAGE_BYTES });
     rawSocket.setNoDelay(true);
     rawSocket.setKeepAlive(true, 30_000);
     rawSocket.on('data', this.onClientData);
@@ -343,6 +348,8 @@ export class ClientSession {
     this.client.write(readyForQuery(TransactionStatus.Idle));
     this.client.uncork();
     this.state = 'ready';
+    this.openedAt = Date.now();
+    this.reader.maxMessageBytes = config.limits.maxMessageBytes;
     this.deps.audit.append({
       occurredAt: new Date(),
       event: 'connection.open',
@@ -567,7 +574,7 @@ export class ClientSession {
   }
 
   /** Removes `entry` (the queue head) and hands it to the hook for the audit trail. */
-  private finish(entry: InFlight, outcome: 'ok' | 'error' | 'denied' | 'skipped', rows: number): void {
+  private finish(entry: InFlight, outcome: CompletedStatement['outcome'], rows: number): void {
     if (this.inFlight[0] === entry) this.inFlight.shift();
     this.deps.hook.recordStatement(this.context!, {
       step: entry.step,
@@ -613,7 +620,6 @@ export class ClientSession {
 
   /** Releases everything; safe to call more than once. */
   close(): void {
-    const wasReady = this.state === 'ready';
     if (this.state !== 'closed') this.state = 'closed';
     if (this.closedOnce) return;
     this.closedOnce = true;
@@ -628,17 +634,32 @@ export class ClientSession {
     }
     if (this.clientKey) this.deps.cancelKeys.unregister(this.clientKey.processId, this.clientKey.secretKey);
     if (!this.client.destroyed && !this.client.writableEnded) this.client.end();
+    // Statements still in flight were cut off by the disconnect (and cancelled upstream above).
     for (const entry of [...this.inFlight]) {
-      if (entry.kind !== 'sync') this.finish(entry, 'error', this.dataRows - entry.dataRowsAtStart);
+      if (entry.kind !== 'sync') this.finish(entry, 'cancelled', this.dataRows - entry.dataRowsAtStart);
       else this.inFlight.shift();
     }
-    if (wasReady && this.identity && this.target) {
+    if (this.openedAt !== undefined && this.identity && this.target) {
       this.deps.log.log('info', 'connection.close', { connection: this.connectionId, subject: this.identity.subject, target: this.target.name });
+      this.deps.audit.append({
+        occurredAt: new Date(),
+        event: 'connection.close',
+        outcome: 'ok',
+        subject: this.identity.subject,
+        actors: this.identity.actors,
+        sessionId: this.identity.sessionId,
+        connectionId: this.connectionId,
+        clientAddress: this.clientAddress,
+        target: this.target.name,
+        durationMs: Date.now() - this.openedAt,
+      });
     }
     this.onClosed(this);
   }
 
   private closedOnce = false;
+  /** When the session became ready (undefined: it never did). */
+  private openedAt: number | undefined;
 }
 
 /** Rows affected/returned from a CommandComplete tag: the last word when numeric ("INSERT 0 5", "SELECT 42"). */

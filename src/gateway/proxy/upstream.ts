@@ -2,10 +2,10 @@
  * Opens an authenticated connection to a target with its service credentials. Users never see these credentials:
  * they authenticate to the gateway with their own dbgate credential, and this login happens on their behalf.
  */
-import { connect as connectTcp, type Socket } from 'node:net';
-import { connect as connectTls, type TLSSocket } from 'node:tls';
+import { connect as connectTcp, isIP, type Socket } from 'node:net';
+import { connect as connectTls, TLSSocket } from 'node:tls';
 import { serialize } from 'pg-protocol';
-import type { TargetConfig } from '../config/load.js';
+import { isLoopbackHost, type TargetConfig } from '../config/load.js';
 import { parseErrorFields } from '../wire/backend-messages.js';
 import { cancelRequest, sslRequest, startupMessage } from '../wire/frontend-messages.js';
 import { HandshakeReader } from '../wire/handshake-reader.js';
@@ -91,7 +91,8 @@ async function openTransport(target: TargetConfig, timeoutMs: number): Promise<S
   return new Promise<TLSSocket>((resolve, reject) => {
     const tls = connectTls({
       socket: tcp,
-      servername: target.host,
+      // SNI carries host names only (RFC 6066); an IP address is verified against the certificate's IP SANs.
+      ...(isIP(target.host) ? {} : { servername: target.host }),
       ...(target.ca ? { ca: target.ca } : {}),
       rejectUnauthorized: target.tls === 'verify-full',
     });
@@ -191,7 +192,7 @@ async function answerAuthentication(
     case AuthenticationKind.Ok:
       return null;
     case AuthenticationKind.CleartextPassword:
-      if (!('encrypted' in socket) && target.host !== '127.0.0.1' && target.host !== 'localhost' && target.host !== '::1') {
+      if (!(socket instanceof TLSSocket) && !isLoopbackHost(target.host)) {
         throw new UpstreamError(`target ${target.name} asks for a clear-text password over an unencrypted connection; enable tls for it`);
       }
       socket.write(serialize.password(password()));

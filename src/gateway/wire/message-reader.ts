@@ -43,7 +43,8 @@ export class PgMessageReader {
   /** Read position inside chunks[0]. */
   private offset = 0;
   private available = 0;
-  private readonly maxMessageBytes: number;
+  /** Adjustable: a session accepts small messages until it has authenticated, then the configured limit. */
+  maxMessageBytes: number;
   private readonly maxStartupPacketBytes: number;
 
   constructor(limits: MessageReaderLimits = {}) {

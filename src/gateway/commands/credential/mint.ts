@@ -6,6 +6,7 @@ import { AuditWriter } from '../../audit/audit-writer.js';
 import { loadGatewayConfig } from '../../config/load.js';
 import { CredentialAuthority, type IdentityKind } from '../../identity/credentials.js';
 import { StateStore } from '../../store/state-store.js';
+import { issueSessionCredential } from '../../identity/sessions.js';
 import { configFileFrom } from '../config-source.js';
 
 export interface MintOptions {
@@ -37,36 +38,17 @@ export async function mintRun(options: MintOptions, context: CommandContext): Pr
   }
   const groups = (options.groups ?? '').split(',').map((g) => g.trim()).filter(Boolean);
   const authority = new CredentialAuthority(config.credentials.signingKeyJwk.reveal(), config.audience, context.now);
-  const { token, identity } = await authority.issueCredential({
-    subject: options.user,
-    email: options.email,
-    groups,
-    kind: options.kind as IdentityKind,
-    ttlMs,
-  });
   const store = new StateStore({ url: config.stateStore.url, password: config.stateStore.password, maxConnections: 1 });
+  let token: string;
   try {
     await store.migrate();
-    await store.recordSession({
-      sessionId: identity.sessionId,
-      subject: identity.subject,
-      kind: identity.kind,
-      email: identity.email,
-      groups: identity.groups,
-      actors: [],
-      expiresAt: new Date(identity.expiresAt),
-      origin: 'credential-mint',
-    });
     const audit = new AuditWriter(store, { gateway: config.name });
-    audit.append({
-      occurredAt: new Date(context.now()),
-      event: 'credential.mint',
-      subject: identity.subject,
-      actors: [`os-user:${context.env['USER'] ?? context.env['LOGNAME'] ?? 'unknown'}`],
-      sessionId: identity.sessionId,
-      outcome: 'ok',
-      detail: { groups, kind: identity.kind, ttl_ms: ttlMs },
-    });
+    ({ token } = await issueSessionCredential(
+      { authority, store, audit },
+      { subject: options.user, email: options.email, groups, kind: options.kind as IdentityKind, ttlMs },
+      'credential-mint',
+      { minted_by: `os-user:${context.env['USER'] ?? context.env['LOGNAME'] ?? 'unknown'}` },
+    ));
     await audit.close();
   } finally {
     await store.close();

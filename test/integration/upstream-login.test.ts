@@ -1,0 +1,245 @@
+/**
+ * How the gateway logs in to its targets with their service credentials: whatever authentication the target's
+ * pg_hba.conf demands (SCRAM-SHA-256, MD5, cleartext password, trust) and over TLS when the target requires it.
+ * The user only ever presents a dbgate credential; when the service login fails they learn that the target is
+ * unavailable, never the server's words or the service password.
+ *
+ * A gateway runs in-process, with a config written here exactly as an operator would write one, in front of a
+ * PostgreSQL cluster of this file's own; its state store is the shared cluster's dbgate_state database.
+ */
+import { randomBytes } from 'node:crypto';
+import { chmod, chown, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { DatabaseError } from 'pg-protocol';
+import { stringify } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadGatewayConfig } from '../../src/gateway/config/load.js';
+import { startGateway, type RunningGateway } from '../../src/gateway/gateway.js';
+import { generateSigningKeyJwk } from '../../src/gateway/identity/credentials.js';
+import type { Logger } from '../../src/gateway/log.js';
+import { generateSelfSignedCertificate } from '../../src/gateway/tls/self-signed.js';
+import { eventually, sharedStack } from '../support/stack.js';
+import { startPgCluster, type PgCluster } from '../support/pg-cluster.js';
+
+const password = (): string => randomBytes(18).toString('base64url');
+
+/** Service roles of the target cluster, one per way PostgreSQL can ask for a password. */
+const roles = {
+  scram: { name: 'scram_user', password: password() },
+  md5: { name: 'md5_user', password: password() },
+  cleartext: { name: 'cleartext_user', password: password() },
+  trust: { name: 'trust_user', password: undefined },
+  tls: { name: 'tls_user', password: password() },
+} as const;
+
+/** What each gateway target logs in as, how, and whether the upstream session is encrypted. */
+const targets = [
+  { target: 'via-scram', role: roles.scram, tls: 'disable', encrypted: false },
+  { target: 'via-md5', role: roles.md5, tls: 'disable', encrypted: false },
+  { target: 'via-cleartext', role: roles.cleartext, tls: 'disable', encrypted: false },
+  { target: 'via-trust', role: roles.trust, tls: 'disable', encrypted: false },
+  { target: 'via-tls', role: roles.tls, tls: 'require', encrypted: true },
+] as const;
+
+const WRONG_SERVICE_PASSWORD = `wrong-${password()}`;
+
+async function query<T extends pg.QueryResultRow>(config: pg.ClientConfig, sql: string): Promise<T[]> {
+  const client = new pg.Client(config);
+  await client.connect();
+  try {
+    return (await client.query<T>(sql)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+/** Turns SSL on in a running cluster: a self-signed certificate in its data directory, then a reload. */
+async function enableSsl(cluster: PgCluster): Promise<void> {
+  const certificate = await generateSelfSignedCertificate({ commonName: 'upstream-login test target' });
+  const owner = await stat(cluster.dataDir);
+  const certFile = join(cluster.dataDir, 'server.crt');
+  const keyFile = join(cluster.dataDir, 'server.key');
+  await writeFile(certFile, certificate.certPem, { mode: 0o644 });
+  await writeFile(keyFile, certificate.keyPem, { mode: 0o600 });
+  // The server runs as the data directory's owner and refuses a key file anyone else can read.
+  for (const file of [certFile, keyFile]) await chown(file, owner.uid, owner.gid);
+  await chmod(keyFile, 0o600);
+  await query({ connectionString: cluster.adminUrl }, `alter system set ssl = on`);
+  await query({ connectionString: cluster.adminUrl }, `select pg_reload_conf()`);
+  const sslWorks = async (): Promise<boolean> => {
+    try {
+      await query({ connectionString: cluster.adminUrl, ssl: { rejectUnauthorized: false } }, 'select 1');
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (!(await eventually(sslWorks, 5_000))) throw new Error('the target cluster did not start accepting TLS');
+}
+
+describe('gateway login to targets', () => {
+  let cluster: PgCluster;
+  let gateway: RunningGateway;
+  let configDir: string;
+  const logLines: Array<{ event: string; fields: Record<string, unknown> }> = [];
+  const log: Logger = { log: (_level, event, fields = {}) => logLines.push({ event, fields }) };
+
+  /** A credential for `subject`, minted and recorded the way the gateway's own mint path does it. */
+  async function credentialFor(subject: string): Promise<string> {
+    const { token, identity } = await gateway.credentials.issueCredential({ subject, groups: ['engineering'], ttlMs: 10 * 60_000 });
+    await gateway.store.recordSession({
+      sessionId: identity.sessionId,
+      subject,
+      kind: identity.kind,
+      email: undefined,
+      groups: identity.groups,
+      actors: [],
+      expiresAt: new Date(identity.expiresAt),
+      origin: 'upstream-login-test',
+    });
+    return token;
+  }
+
+  async function clientConfig(target: string): Promise<pg.ClientConfig> {
+    const subject = `upstream-${randomBytes(4).toString('hex')}`;
+    return {
+      host: gateway.pg.host,
+      port: gateway.pg.port,
+      user: subject,
+      password: await credentialFor(subject),
+      database: target,
+      ssl: false,
+    };
+  }
+
+  beforeAll(async () => {
+    cluster = await startPgCluster({
+      extraHba: [
+        `host all ${roles.trust.name} 127.0.0.1/32 trust`,
+        `host all ${roles.md5.name} 127.0.0.1/32 md5`,
+        `host all ${roles.cleartext.name} 127.0.0.1/32 password`,
+        `hostssl all ${roles.tls.name} 127.0.0.1/32 scram-sha-256`,
+        // Without this line a plaintext login would fall through to the default scram rule and succeed.
+        `hostnossl all ${roles.tls.name} 127.0.0.1/32 reject`,
+      ],
+    });
+    const admin = new pg.Client({ connectionString: cluster.adminUrl });
+    await admin.connect();
+    try {
+      for (const role of [roles.scram, roles.cleartext, roles.tls]) {
+        await admin.query(`create role ${role.name} login password '${role.password}'`);
+      }
+      await admin.query(`set password_encryption = 'md5'`);
+      await admin.query(`create role ${roles.md5.name} login password '${roles.md5.password}'`);
+      await admin.query(`reset password_encryption`);
+      await admin.query(`create role ${roles.trust.name} login`);
+    } finally {
+      await admin.end();
+    }
+    await enableSsl(cluster);
+
+    configDir = await mkdtemp(join(tmpdir(), 'dbgate-upstream-login-'));
+    await mkdir(join(configDir, 'secrets'), { mode: 0o700 });
+    const secret = async (name: string, value: string): Promise<string> => {
+      await writeFile(join(configDir, 'secrets', name), value, { mode: 0o600 });
+      return `secrets/${name}`;
+    };
+    const certificate = await generateSelfSignedCertificate({ commonName: 'upstream-login test gateway' });
+    await writeFile(join(configDir, 'gateway.crt'), certificate.certPem);
+    await writeFile(join(configDir, 'gateway.key'), certificate.keyPem, { mode: 0o600 });
+    await secret('signing.jwk', JSON.stringify(await generateSigningKeyJwk()));
+
+    const shared = new URL(sharedStack().cluster.adminUrl);
+    const stateStorePassword = await secret('state-store-password', decodeURIComponent(shared.password));
+    shared.password = '';
+    shared.pathname = '/dbgate_state';
+
+    const upstream = { host: cluster.host, port: cluster.port, database: 'postgres' };
+    const configTargets: Record<string, Record<string, unknown>> = {};
+    for (const { target, role, tls } of targets) {
+      configTargets[target] = {
+        ...upstream,
+        user: role.name,
+        tls,
+        ...(role.password ? { password_file: await secret(target, role.password) } : {}),
+      };
+    }
+    // The TLS-only role over plain TCP: proves the target really insists on TLS.
+    configTargets['tls-role-in-plaintext'] = { ...upstream, user: roles.tls.name, tls: 'disable', password_file: `secrets/via-tls` };
+    configTargets['wrong-password'] = { ...upstream, user: roles.scram.name, password_file: await secret('wrong', WRONG_SERVICE_PASSWORD) };
+
+    const config = {
+      name: 'upstream-login',
+      listen: { pg: '127.0.0.1:0', api: '127.0.0.1:0' },
+      tls: { cert_file: 'gateway.crt', key_file: 'gateway.key', require: false },
+      credentials: { signing_key_file: 'secrets/signing.jwk' },
+      state_store: { url: shared.toString(), password_file: stateStorePassword },
+      targets: configTargets,
+      limits: { upstream_connect_timeout: '5s' },
+    };
+    const configFile = join(configDir, 'gateway.yaml');
+    await writeFile(configFile, stringify(config), { mode: 0o600 });
+    gateway = await startGateway(await loadGatewayConfig(configFile, {}), { log });
+  });
+
+  afterAll(async () => {
+    await gateway?.close();
+    await cluster?.stop();
+    if (configDir) await rm(configDir, { recursive: true, force: true });
+  });
+
+  it('stores the md5 role\'s password as an MD5 hash, so its login really is MD5', async () => {
+    const rows = await query<{ md5: boolean }>(
+      { connectionString: cluster.adminUrl },
+      `select rolpassword like 'md5%' as md5 from pg_authid where rolname = '${roles.md5.name}'`,
+    );
+    expect(rows).toEqual([{ md5: true }]);
+  });
+
+  it.each(targets)('logs in to $target as $role.name (upstream TLS: $encrypted)', async ({ target, role, encrypted }) => {
+    const rows = await query<{ who: string; ssl: boolean }>(
+      await clientConfig(target),
+      'select current_user as who, (select ssl from pg_stat_ssl where pid = pg_backend_pid()) as ssl',
+    );
+    expect(rows).toEqual([{ who: role.name, ssl: encrypted }]);
+  });
+
+  it('cannot reach the TLS-only role over plain TCP (the target\'s TLS requirement is real)', async () => {
+    const error = await query(await clientConfig('tls-role-in-plaintext'), 'select 1').then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(DatabaseError);
+    expect((error as DatabaseError).code).toBe('08001');
+  });
+
+  it('answers a wrong service password with 08001 "cannot connect to target", never the server\'s text or the password', async () => {
+    const before = logLines.length;
+    const error = await query(await clientConfig('wrong-password'), 'select 1').then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(DatabaseError);
+    const refusal = error as DatabaseError;
+    expect(refusal.severity).toBe('FATAL');
+    expect(refusal.code).toBe('08001');
+    expect(refusal.message).toBe('dbgate: cannot connect to target "wrong-password"');
+    const everythingTheClientSaw = JSON.stringify({ ...refusal, message: refusal.message });
+    expect(everythingTheClientSaw).not.toMatch(/password authentication failed/i);
+    expect(everythingTheClientSaw).not.toContain(roles.scram.name);
+    expect(everythingTheClientSaw).not.toContain(WRONG_SERVICE_PASSWORD);
+
+    // The operator gets the server's reason in the gateway log, still without the password.
+    const logged = logLines.slice(before).filter((line) => line.event === 'upstream.login_failed');
+    expect(logged).toHaveLength(1);
+    expect(String(logged[0]!.fields['reason'])).toMatch(/password authentication failed/);
+    expect(JSON.stringify(logLines)).not.toContain(WRONG_SERVICE_PASSWORD);
+  });
+
+  it('keeps serving after a failed upstream login', async () => {
+    const rows = await query<{ who: string }>(await clientConfig('via-scram'), 'select current_user as who');
+    expect(rows).toEqual([{ who: roles.scram.name }]);
+  });
+});
