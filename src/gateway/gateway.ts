@@ -7,12 +7,16 @@ import type { AddressInfo } from 'node:net';
 import { AuditWriter } from './audit/audit-writer.js';
 import type { GatewayConfig } from './config/load.js';
 import { CredentialAuthority } from './identity/credentials.js';
+import { IdpTokenVerifier } from './identity/idp-verifier.js';
 import { createJsonLogger, type Logger } from './log.js';
 import { createAuditingStatementHook, type StatementHook } from './policy/statement-hook.js';
 import { CancelKeyRegistry } from './proxy/cancel-keys.js';
 import { PgListener } from './proxy/pg-listener.js';
 import { StateStore } from './store/state-store.js';
 import { startApiServer, type ApiServer } from './api/server.js';
+
+/** How often live connections are checked against revocations made elsewhere (the 5 s promise needs < 5 s). */
+const REVOCATION_POLL_MS = 2_000;
 
 export interface RunningGateway {
   config: GatewayConfig;
@@ -60,16 +64,34 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
     secureContext,
     log,
   });
+  const closeRevoked = (revoked: Set<string>): void => {
+    if (revoked.size === 0) return;
+    const closed = listener.terminateSessions(revoked);
+    if (closed > 0) log.log('info', 'connections.revoked', { closed });
+  };
   let pgAddress: AddressInfo;
   let api: ApiServer;
   try {
     pgAddress = await listener.listen(config.listen.pg);
-    api = await startApiServer({ config, pgAddress, log });
+    api = await startApiServer({
+      config,
+      pgAddress,
+      log,
+      issuer: { authority: credentials, store, audit },
+      idpVerifier: config.identity ? new IdpTokenVerifier(config.identity) : undefined,
+      onSessionRevoked: (sessionId) => closeRevoked(new Set([sessionId])),
+    });
   } catch (error) {
     await listener.close();
     await store.close();
     throw error;
   }
+  // Revocations may come from another gateway sharing the store: poll for those of our live connections.
+  const revocationTimer = setInterval(() => {
+    store.revokedAmong(listener.liveSessionIds()).then(closeRevoked, (error: Error) =>
+      log.log('warn', 'revocation.poll_failed', { reason: error.message }));
+  }, REVOCATION_POLL_MS);
+  revocationTimer.unref();
   log.log('info', 'gateway.started', { pg: `${pgAddress.address}:${pgAddress.port}`, api: api.url, targets: [...config.targets.keys()] });
 
   let closing: Promise<void> | null = null;
@@ -82,6 +104,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
     apiUrl: api.url,
     close() {
       closing ??= (async () => {
+        clearInterval(revocationTimer);
         await Promise.allSettled([listener.close(), api.close()]);
         await audit.close().catch(() => {});
         await store.close();

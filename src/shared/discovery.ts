@@ -19,4 +19,11 @@ export interface DiscoveryDocument {
     /** SHA-256 fingerprint of the gateway's certificate ("AB:CD:…"); the tunnel pins it. */
     fingerprint_sha256: string;
   };
+  /** The OIDC provider `dbgate login` uses; null when the gateway only accepts minted credentials. */
+  idp: {
+    issuer: string;
+    /** The public client for authorization code + PKCE and the device flow. */
+    client_id: string;
+    scopes: string[];
+  } | null;
 }

@@ -44,8 +44,19 @@ export interface GatewayConfig {
   tls: { cert: Buffer; key: Secret<Buffer>; require: boolean; fingerprint256: string };
   credentials: { signingKeyJwk: Secret<Record<string, unknown>>; defaultTtlMs: number; maxTtlMs: number };
   stateStore: { url: string; password: Secret | undefined };
+  /** The trusted OIDC provider, when logins are enabled. */
+  identity: IdentityProviderConfig | undefined;
   targets: Map<string, TargetConfig>;
   limits: { maxMessageBytes: number; maxClientConnections: number; upstreamConnectTimeoutMs: number };
+}
+
+export interface IdentityProviderConfig {
+  issuer: string;
+  clientId: string;
+  scopes: string[];
+  audiences: string[];
+  groupsClaim: string;
+  kindClaim: string;
 }
 
 /** Loads and validates a gateway configuration file. Throws DbgateError('CONFIG_INVALID') naming file:line. */
@@ -174,6 +185,9 @@ async function resolveGatewayConfig(
     return undefined;
   };
 
+  if (file.identity && new URL(file.identity.issuer).protocol !== 'https:' && !isLoopbackHost(new URL(file.identity.issuer).hostname)) {
+    fail(['identity', 'issuer'], 'the issuer must use https (http is accepted only for a loopback dev IdP)');
+  }
   const pg = parseHostPort(file.listen.pg);
   if (!file.tls.require && !isLoopbackHost(pg.host)) {
     fail(['tls', 'require'], `TLS may only be optional when listen.pg is a loopback address (it is ${pg.host})`,
@@ -232,6 +246,14 @@ async function resolveGatewayConfig(
     tls: { cert, key: new Secret(key), require: file.tls.require, fingerprint256 },
     credentials: { signingKeyJwk: new Secret(signingKeyJwk), defaultTtlMs, maxTtlMs },
     stateStore: { url: file.state_store.url, password: await readSecret(['state_store'], file.state_store) },
+    identity: file.identity && {
+      issuer: file.identity.issuer,
+      clientId: file.identity.client_id,
+      scopes: file.identity.scopes,
+      audiences: file.identity.audiences,
+      groupsClaim: file.identity.groups_claim,
+      kindClaim: file.identity.kind_claim,
+    },
     targets,
     limits: {
       maxMessageBytes: file.limits.max_message_bytes,

@@ -89,6 +89,23 @@ export const gatewayConfigSchema = z
       })
       .strict(),
     state_store: stateStoreSchema,
+    /** The OIDC identity provider whose tokens `POST /v1/credentials` exchanges for dbgate credentials. */
+    identity: z
+      .object({
+        /** Exactly as the IdP's discovery document spells it (https://…; http only for a loopback dev IdP). */
+        issuer: z.string().url(),
+        /** The public client `dbgate login` uses (authorization code + PKCE, device flow). */
+        client_id: z.string().min(1),
+        scopes: z.array(z.string().min(1)).default(['openid', 'email', 'profile', 'offline_access']),
+        /** `aud` values accepted on access tokens (agents' client-credentials tokens, token exchange). */
+        audiences: z.array(z.string().min(1)).default([]),
+        /** The claim that carries group names (Okta: groups, Entra ID: groups or roles, Keycloak: groups). */
+        groups_claim: z.string().min(1).default('groups'),
+        /** The claim that says "agent" for machine identities; absent means human. */
+        kind_claim: z.string().min(1).default('dbgate_kind'),
+      })
+      .strict()
+      .optional(),
     targets: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'target names: lower-case letters, digits, _ and -'), targetSchema),
     limits: z
       .object({

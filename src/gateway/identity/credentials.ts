@@ -145,7 +145,8 @@ function nestActors(actors: string[]): Record<string, unknown> {
   return act!;
 }
 
-function flattenActors(act: unknown): string[] {
+/** The RFC 8693 `act` claim as a list of subjects, current actor first. */
+export function flattenActors(act: unknown): string[] {
   const out: string[] = [];
   let current = act;
   while (current && typeof current === 'object' && typeof (current as { sub?: unknown }).sub === 'string') {

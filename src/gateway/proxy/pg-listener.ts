@@ -48,6 +48,29 @@ export class PgListener {
     this.sessions.add(session);
   }
 
+  /**
+   * Ends every live connection of the given sessions (revoked credentials) with a FATAL error that says why.
+   * @returns how many connections were closed.
+   */
+  terminateSessions(sessionIds: ReadonlySet<string>): number {
+    let closed = 0;
+    for (const session of [...this.sessions]) {
+      if (session.sessionId && sessionIds.has(session.sessionId)) {
+        session.terminate(SqlState.adminShutdown, 'dbgate: your credential was revoked; this connection is closed',
+          'run: dbgate login');
+        closed += 1;
+      }
+    }
+    return closed;
+  }
+
+  /** Session ids of the live authenticated connections. */
+  liveSessionIds(): string[] {
+    const ids = new Set<string>();
+    for (const session of this.sessions) if (session.sessionId) ids.add(session.sessionId);
+    return [...ids];
+  }
+
   /** Stops accepting and ends every session with "the gateway is shutting down". */
   async close(): Promise<void> {
     const stopped = new Promise<void>((resolve) => this.server.close(() => resolve()));

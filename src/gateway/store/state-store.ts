@@ -129,6 +129,16 @@ export class StateStore {
     return rows[0]!.revoked ? 'revoked' : 'active';
   }
 
+  /** Which of `sessionIds` have been revoked (by any gateway sharing this store). */
+  async revokedAmong(sessionIds: string[]): Promise<Set<string>> {
+    if (sessionIds.length === 0) return new Set();
+    const { rows } = await this.pool.query<{ session_id: string }>(
+      'select session_id from dbgate_sessions where session_id = any($1::uuid[]) and revoked_at is not null',
+      [sessionIds],
+    );
+    return new Set(rows.map((row) => row.session_id));
+  }
+
   async revokeSession(sessionId: string, revokedBy: string): Promise<boolean> {
     const result = await this.pool.query(
       'update dbgate_sessions set revoked_at = now(), revoked_by = $2 where session_id = $1 and revoked_at is null',

@@ -1,0 +1,45 @@
+/**
+ * Request and response bodies of the gateway's HTTP API (/v1), shared by the gateway and the CLI so both sides
+ * change together.
+ */
+export type IdentityKindName = 'human' | 'agent' | 'service';
+
+export interface IdentitySummary {
+  subject: string;
+  email: string | null;
+  name: string | null;
+  groups: string[];
+  kind: IdentityKindName;
+  /** RFC 8693 actor chain: who acts on behalf of `subject`, current actor first. */
+  actors: string[];
+}
+
+/** POST /v1/credentials: exchange an IdP token (ID token or JWT access token) for a dbgate credential. */
+export interface CredentialRequest {
+  subject_token: string;
+  /** The nonce `dbgate login` sent in the authorization request, checked against an ID token's `nonce`. */
+  nonce?: string;
+}
+
+export interface CredentialResponse {
+  credential: string;
+  /** ISO 8601. */
+  expires_at: string;
+  session_id: string;
+  identity: IdentitySummary;
+}
+
+/** GET /v1/me */
+export interface WhoAmIResponse {
+  identity: IdentitySummary;
+  session_id: string;
+  expires_at: string;
+  gateway: string;
+}
+
+/** Every non-2xx answer. `error` is a stable code; `message` says what happened and `hint` what to do. */
+export interface ApiErrorBody {
+  error: 'invalid_request' | 'invalid_token' | 'login_disabled' | 'revoked' | 'not_found' | 'internal_error';
+  message: string;
+  hint?: string;
+}
