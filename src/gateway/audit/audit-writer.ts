@@ -45,7 +45,9 @@ export interface AuditWriterOptions {
   onError?: (error: Error) => void;
 }
 
-const COLUMNS = 16;
+/** Rows per INSERT: large enough to amortise the round trip, small enough to keep one statement short. */
+const ROWS_PER_STATEMENT = 2_000;
+const RETRY_MS = 1_000;
 
 export class AuditWriter {
   private pending: AuditRecord[] = [];
@@ -87,7 +89,7 @@ export class AuditWriter {
     if (this.pending.length === 0) return;
     const batch = this.pending;
     this.pending = [];
-    this.flushing = this.write(batch).finally(() => {
+    this.flushing = this.writeAll(batch).finally(() => {
       this.flushing = null;
     });
     await this.flushing;
@@ -99,46 +101,59 @@ export class AuditWriter {
     await this.flush();
   }
 
-  private async write(batch: AuditRecord[]): Promise<void> {
-    const values: unknown[] = [];
-    const rows: string[] = [];
-    for (const record of batch) {
-      const base = values.length;
-      rows.push(`(${Array.from({ length: COLUMNS }, (_, i) => `$${base + i + 1}`).join(', ')})`);
-      values.push(
-        record.occurredAt,
+  /** Writes a backlog in bounded statements; on failure keeps what was not written, in order, for the next try. */
+  private async writeAll(batch: AuditRecord[]): Promise<void> {
+    for (let offset = 0; offset < batch.length; offset += ROWS_PER_STATEMENT) {
+      try {
+        await this.insert(batch.slice(offset, offset + ROWS_PER_STATEMENT));
+      } catch (error) {
+        this.failing = true;
+        this.pending = batch.slice(offset).concat(this.pending);
+        this.options.onError?.(error as Error);
+        if (this.closed) throw error;
+        this.timer ??= setTimeout(() => void this.flush(), RETRY_MS);
+        return;
+      }
+    }
+    this.failing = false;
+  }
+
+  /**
+   * One INSERT with one array parameter per column (unnest), so the parameter count stays at 16 whatever the batch
+   * size — the protocol's Bind counts parameters in an Int16.
+   */
+  private async insert(records: AuditRecord[]): Promise<void> {
+    const column = <T>(pick: (record: AuditRecord) => T): T[] => records.map(pick);
+    await this.store.pool.query(
+      `insert into dbgate_audit_events (occurred_at, gateway, event, subject, actors, session_id, connection_id,
+         client_addr, target, statement, protocol_step, outcome, sqlstate, rows, duration_ms, detail)
+       select t.occurred_at, $2, t.event, t.subject, array(select jsonb_array_elements_text(t.actors)), t.session_id,
+              t.connection_id, t.client_addr, t.target, t.statement, t.protocol_step, t.outcome, t.sqlstate, t.rows,
+              t.duration_ms, t.detail
+         from unnest($1::timestamptz[], $3::text[], $4::text[], $5::jsonb[], $6::uuid[], $7::text[], $8::text[],
+                     $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::bigint[], $15::float8[],
+                     $16::jsonb[])
+              with ordinality as t(occurred_at, event, subject, actors, session_id, connection_id, client_addr, target,
+                                   statement, protocol_step, outcome, sqlstate, rows, duration_ms, detail, position)
+        order by t.position`,
+      [
+        column((r) => r.occurredAt.toISOString()),
         this.options.gateway,
-        record.event,
-        record.subject ?? null,
-        record.actors ?? [],
-        record.sessionId ?? null,
-        record.connectionId ?? null,
-        record.clientAddress ?? null,
-        record.target ?? null,
-        record.statement ?? null,
-        record.protocolStep ?? null,
-        record.outcome,
-        record.sqlState ?? null,
-        record.rows ?? null,
-        record.durationMs ?? null,
-        JSON.stringify(record.detail ?? {}),
-      );
-    }
-    try {
-      await this.store.pool.query(
-        `insert into dbgate_audit_events (occurred_at, gateway, event, subject, actors, session_id, connection_id,
-           client_addr, target, statement, protocol_step, outcome, sqlstate, rows, duration_ms, detail)
-         values ${rows.join(', ')}`,
-        values,
-      );
-      this.failing = false;
-    } catch (error) {
-      this.failing = true;
-      // Keep the records: they go out with the next successful flush.
-      this.pending = batch.concat(this.pending);
-      this.options.onError?.(error as Error);
-      if (!this.closed) this.timer ??= setTimeout(() => void this.flush(), 1_000);
-      else throw error;
-    }
+        column((r) => r.event),
+        column((r) => r.subject ?? null),
+        column((r) => JSON.stringify(r.actors ?? [])),
+        column((r) => r.sessionId ?? null),
+        column((r) => r.connectionId ?? null),
+        column((r) => r.clientAddress ?? null),
+        column((r) => r.target ?? null),
+        column((r) => r.statement ?? null),
+        column((r) => r.protocolStep ?? null),
+        column((r) => r.outcome),
+        column((r) => r.sqlState ?? null),
+        column((r) => r.rows ?? null),
+        column((r) => r.durationMs ?? null),
+        column((r) => JSON.stringify(r.detail ?? {})),
+      ],
+    );
   }
 }
