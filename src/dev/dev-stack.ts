@@ -18,6 +18,8 @@ import type { Logger } from '../gateway/log.js';
 import { generateSelfSignedCertificate } from '../gateway/tls/self-signed.js';
 import { DEMO_DATABASE, DEMO_TARGET_NAME, seedDemoDatabase } from './demo-fixture.js';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres.js';
+import { startDevIdp, type DevIdp } from './dev-idp.js';
+import { DEV_CLI_CLIENT_ID, DEV_GATEWAY_AUDIENCE, DEV_GROUPS_CLAIM, DEV_KIND_CLAIM } from './dev-identities.js';
 
 /** Fixed dev ports, so the quickstart's commands never change; 0 asks for random ones. */
 export const DEV_DEFAULT_PORTS = { pg: 6543, api: 6580, idp: 6590 } as const;
@@ -31,6 +33,7 @@ export interface DevStackOptions {
   stateDir?: string | undefined;
   pgPort?: number | undefined;
   apiPort?: number | undefined;
+  idpPort?: number | undefined;
   log?: Logger;
   env?: NodeJS.ProcessEnv;
 }
@@ -40,7 +43,8 @@ export interface DevStack {
   stateDir: string;
   configFile: string;
   /** The automation contract's ready line. */
-  readyLine: { pg: string; api: string; idp: string | null; state: string };
+  idp: DevIdp;
+  readyLine: { pg: string; api: string; idp: string; state: string };
   close(): Promise<void>;
 }
 
@@ -119,6 +123,11 @@ async function startDevStackOn(upstream: string, stateDir: string, options: DevS
   if (adminPassword) await writeFile(join(stateDir, 'secrets', 'state-store-password'), adminPassword, { mode: 0o600 });
 
   await prepareUpstream(upstreamUrl, servicePassword);
+  const idp = await startDevIdp({
+    port: options.idpPort ?? DEV_DEFAULT_PORTS.idp,
+    stateDir,
+    ...(options.log ? { log: (line: string) => options.log!.log('info', 'idp', { line }) } : {}),
+  });
 
   const stateStoreUrl = new URL(upstreamUrl.toString());
   stateStoreUrl.password = '';
@@ -135,6 +144,15 @@ async function startDevStackOn(upstream: string, stateDir: string, options: DevS
       url: stateStoreUrl.toString(),
       ...(adminPassword ? { password_file: 'secrets/state-store-password' } : {}),
     },
+    // The gateway trusts the dev IdP exactly as it would Okta or Entra ID: issuer + ordinary OIDC discovery.
+    identity: {
+      issuer: idp.issuer,
+      client_id: DEV_CLI_CLIENT_ID,
+      scopes: ['openid', 'email', 'profile', 'groups', 'offline_access'],
+      audiences: [DEV_GATEWAY_AUDIENCE],
+      groups_claim: DEV_GROUPS_CLAIM,
+      kind_claim: DEV_KIND_CLAIM,
+    },
     targets: {
       [DEMO_TARGET_NAME]: {
         host: upstreamUrl.hostname.replace(/^\[|\]$/g, ''),
@@ -149,13 +167,23 @@ async function startDevStackOn(upstream: string, stateDir: string, options: DevS
   const configFile = join(stateDir, DEV_CONFIG_FILE);
   await writeFile(configFile, `# Written by dbgate-gateway dev; regenerated on every start.\n${stringify(config)}`, { mode: 0o600 });
 
-  const gateway = await startGateway(await loadGatewayConfig(configFile, options.env), options.log ? { log: options.log } : {});
+  let gateway: RunningGateway;
+  try {
+    gateway = await startGateway(await loadGatewayConfig(configFile, options.env), options.log ? { log: options.log } : {});
+  } catch (error) {
+    await idp.close();
+    throw error;
+  }
   return {
     gateway,
+    idp,
     stateDir,
     configFile,
-    readyLine: { pg: `${gateway.pg.host}:${gateway.pg.port}`, api: gateway.apiUrl, idp: null, state: stateDir },
-    close: () => gateway.close(),
+    readyLine: { pg: `${gateway.pg.host}:${gateway.pg.port}`, api: gateway.apiUrl, idp: idp.issuer, state: stateDir },
+    close: async () => {
+      await gateway.close();
+      await idp.close();
+    },
   };
 }
 

@@ -4,7 +4,7 @@
  * Test files reach it through `inject('stack')`; files that need a gateway of their own start one in-process.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -29,9 +29,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
       '--pg-port', '0', '--api-port', '0', '--idp-port', '0', '--json',
     ], { stdio: ['ignore', 'pipe', 'pipe'] });
     gateway.stderr!.on('data', (chunk: Buffer) => stderr.push(chunk.toString()));
-    const ready = await new Promise<{ pg: string; api: string; state: string }>((resolve, reject) => {
+    const ready = await new Promise<{ pg: string; api: string; idp: string; state: string }>((resolve, reject) => {
       const lines = createInterface({ input: gateway!.stdout! });
-      lines.once('line', (line) => resolve(JSON.parse(line) as { pg: string; api: string; state: string }));
+      lines.once('line', (line) => resolve(JSON.parse(line) as { pg: string; api: string; idp: string; state: string }));
       gateway!.once('exit', (code) => reject(new Error(`dev gateway exited with ${code}: ${stderr.join('')}`)));
       setTimeout(() => reject(new Error(`dev gateway not ready after 60 s: ${stderr.join('')}`)), 60_000).unref();
     });
@@ -39,6 +39,11 @@ export default async function setup(project: TestProject): Promise<() => Promise
     project.provide('stack', {
       cluster: { host: cluster.host, port: cluster.port, adminUrl: cluster.adminUrl, socketDir: cluster.socketDir },
       gateway: { pgHost, pgPort: Number(pgPort), apiUrl: ready.api, stateDir: ready.state, pid: gateway.pid! },
+      idp: {
+        issuer: ready.idp,
+        agentClientId: 'report-bot',
+        agentClientSecret: (await readFile(join(ready.state, 'secrets', 'idp-report-bot-secret'), 'utf8')).trim(),
+      },
     });
   } catch (error) {
     gateway?.kill('SIGKILL');

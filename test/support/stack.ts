@@ -13,6 +13,8 @@ import { LocalTunnel } from '../../src/cli/tunnel/local-tunnel.js';
 export interface SharedStack {
   cluster: { host: string; port: number; adminUrl: string; socketDir: string };
   gateway: { pgHost: string; pgPort: number; apiUrl: string; stateDir: string; pid: number };
+  /** The dev stack's OIDC provider (alice, bob, carol with password dbgate-dev; the report-bot agent client). */
+  idp: { issuer: string; agentClientId: string; agentClientSecret: string };
 }
 
 export function sharedStack(): SharedStack {

@@ -21,22 +21,27 @@ export async function devRun(options: DevOptions, context: CommandContext): Prom
     stateDir: options.state,
     pgPort: options.pgPort,
     apiPort: options.apiPort,
+    idpPort: options.idpPort,
     log,
     env: context.env,
   });
   if (options.json) {
     writeLine(context.stdout, JSON.stringify(stack.readyLine));
   } else {
-    const { pg, api, state } = stack.readyLine;
+    const { pg, api, idp, state } = stack.readyLine;
     writeLine(context.stdout, `dbgate dev gateway is ready`);
     writeLine(context.stdout, `  PostgreSQL  ${pg}   (target prod-orders)`);
     writeLine(context.stdout, `  API         ${api}`);
+    writeLine(context.stdout, `  IdP         ${idp}   (alice, bob, carol; password dbgate-dev)`);
     writeLine(context.stdout, `  state       ${state}`);
     writeLine(context.stdout, '');
     writeLine(context.stdout, 'Next, in another terminal:');
+    writeLine(context.stdout, `  dbgate login --gateway ${api}`);
+    writeLine(context.stdout, '  dbgate connect prod-orders -- psql');
+    writeLine(context.stdout, '');
+    writeLine(context.stdout, 'Or without a browser login (automation):');
     writeLine(context.stdout, `  export DBGATE_GATEWAY=${api}`);
     writeLine(context.stdout, `  export DBGATE_CREDENTIAL=$(dbgate-gateway credential mint --state ${state} --user alice --groups engineering)`);
-    writeLine(context.stdout, '  dbgate connect prod-orders -- psql');
   }
   await untilAborted(context.signal);
   await stack.close();
