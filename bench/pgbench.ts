@@ -45,12 +45,19 @@ export function killRunningPgbench(): void {
   running?.kill('SIGKILL');
 }
 
+/** What a pgbench process left behind. */
+export interface PgbenchExit {
+  /** 0 on success; pgbench exits 2 when a client aborted (e.g. on an ErrorResponse). */
+  exitCode: number;
+  /** stdout and stderr, interleaved as they arrived. */
+  output: string;
+}
+
 /**
- * Runs pgbench with `args` against `endpoint` and resolves with its combined output.
- *
- * @throws Error with the output when pgbench exits non-zero (pgbench exits 2 when a client aborted).
+ * Runs pgbench with `args` against `endpoint`. Resolves whatever the exit code (the caller decides what a failed
+ * run means); rejects only when pgbench could not run or was killed.
  */
-export function runPgbench(endpoint: PgbenchEndpoint, args: readonly string[]): Promise<string> {
+export function runPgbench(endpoint: PgbenchEndpoint, args: readonly string[]): Promise<PgbenchExit> {
   const argv = [...args, '-h', endpoint.host, '-p', String(endpoint.port), '-U', endpoint.user, endpoint.database];
   // Only our settings: a PGSERVICE, PGOPTIONS or PGSSLMODE from the caller's shell must not change what is measured.
   const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('PG')));
@@ -69,13 +76,16 @@ export function runPgbench(endpoint: PgbenchEndpoint, args: readonly string[]): 
     });
     child.once('close', (code, signal) => {
       running = undefined;
-      if (code === 0) resolve(output);
-      else {
-        const how = signal ? `was killed by ${signal}` : `exited with code ${String(code)}`;
-        reject(new Error(`pgbench ${argv.join(' ')} ${how}\n${output.trim()}`));
-      }
+      if (code !== null) resolve({ exitCode: code, output });
+      else reject(new Error(`pgbench ${argv.join(' ')} was killed by ${String(signal)}\n${output.trim()}`));
     });
   });
+}
+
+/** The first error pgbench reports (e.g. the ErrorResponse that aborted a client), on one line. */
+export function firstPgbenchError(output: string): string | undefined {
+  const match = /^pgbench: error: (?:client \d+ script \d+ aborted in command \d+ query \d+: )?(.+)$/m.exec(output);
+  return match?.[1]?.trim();
 }
 
 function matchNumber(output: string, pattern: RegExp, what: string): number {
