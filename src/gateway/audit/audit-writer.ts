@@ -1,10 +1,13 @@
 /**
- * Writes audit records to the state store in batches (group commit): one multi-row INSERT per flush instead of one
- * round trip per statement, so auditing does not cost the statement path a state-store round trip.
+ * Writes audit records to the state store in batches (group commit): one COPY per flush instead of one round trip
+ * per statement, so auditing does not cost the statement path a state-store round trip.
  *
  * Fail closed: when the store stops accepting records, `healthy` turns false and the gateway refuses new
  * statements until a flush succeeds again, rather than letting unaudited statements through.
  */
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { from as copyFrom } from 'pg-copy-streams';
 import type { StateStore } from '../store/state-store.js';
 
 export interface AuditRecord {
@@ -119,41 +122,41 @@ export class AuditWriter {
   }
 
   /**
-   * One INSERT with one array parameter per column (unnest), so the parameter count stays at 16 whatever the batch
-   * size — the protocol's Bind counts parameters in an Int16.
+   * One COPY FROM STDIN in text format: the cheapest way into PostgreSQL for both sides (no parameter parsing, no
+   * per-row planning), and no limit on rows per statement.
+   * @see https://www.postgresql.org/docs/current/sql-copy.html#id-1.9.3.55.9.2 (text format)
    */
   private async insert(records: AuditRecord[]): Promise<void> {
-    const column = <T>(pick: (record: AuditRecord) => T): T[] => records.map(pick);
-    await this.store.pool.query(
-      `insert into dbgate_audit_events (occurred_at, gateway, event, subject, actors, session_id, connection_id,
-         client_addr, target, statement, protocol_step, outcome, sqlstate, rows, duration_ms, detail)
-       select t.occurred_at, $2, t.event, t.subject, array(select jsonb_array_elements_text(t.actors)), t.session_id,
-              t.connection_id, t.client_addr, t.target, t.statement, t.protocol_step, t.outcome, t.sqlstate, t.rows,
-              t.duration_ms, t.detail
-         from unnest($1::timestamptz[], $3::text[], $4::text[], $5::jsonb[], $6::uuid[], $7::text[], $8::text[],
-                     $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::bigint[], $15::float8[],
-                     $16::jsonb[])
-              with ordinality as t(occurred_at, event, subject, actors, session_id, connection_id, client_addr, target,
-                                   statement, protocol_step, outcome, sqlstate, rows, duration_ms, detail, position)
-        order by t.position`,
-      [
-        column((r) => r.occurredAt.toISOString()),
-        this.options.gateway,
-        column((r) => r.event),
-        column((r) => r.subject ?? null),
-        column((r) => JSON.stringify(r.actors ?? [])),
-        column((r) => r.sessionId ?? null),
-        column((r) => r.connectionId ?? null),
-        column((r) => r.clientAddress ?? null),
-        column((r) => r.target ?? null),
-        column((r) => r.statement ?? null),
-        column((r) => r.protocolStep ?? null),
-        column((r) => r.outcome),
-        column((r) => r.sqlState ?? null),
-        column((r) => r.rows ?? null),
-        column((r) => r.durationMs ?? null),
-        column((r) => JSON.stringify(r.detail ?? {})),
-      ],
-    );
+    const gateway = copyText(this.options.gateway);
+    let text = '';
+    for (const r of records) {
+      text += `${r.occurredAt.toISOString()}\t${gateway}\t${r.event}\t${copyField(r.subject)}\t${copyText(arrayLiteral(r.actors ?? []))}\t${copyField(r.sessionId)}\t${copyField(r.connectionId)}\t${copyField(r.clientAddress)}\t${copyField(r.target)}\t${copyField(r.statement)}\t${copyField(r.protocolStep)}\t${r.outcome}\t${copyField(r.sqlState)}\t${r.rows ?? '\\N'}\t${r.durationMs ?? '\\N'}\t${copyText(JSON.stringify(r.detail ?? {}))}\n`;
+    }
+    const client = await this.store.pool.connect();
+    try {
+      const stream = client.query(copyFrom(
+        `copy dbgate_audit_events (occurred_at, gateway, event, subject, actors, session_id, connection_id, client_addr,
+           target, statement, protocol_step, outcome, sqlstate, rows, duration_ms, detail) from stdin`));
+      await pipeline(Readable.from([Buffer.from(text, 'utf8')]), stream);
+      client.release();
+    } catch (error) {
+      // A connection whose COPY failed midway is not trusted again.
+      client.release(true);
+      throw error;
+    }
   }
+}
+
+/** COPY text format escaping: backslash, and the row/column delimiters. */
+function copyText(value: string): string {
+  return value.replace(/[\\\n\r\t]/g, (char) => (char === '\\' ? '\\\\' : char === '\n' ? '\\n' : char === '\r' ? '\\r' : '\\t'));
+}
+
+function copyField(value: string | undefined): string {
+  return value === undefined ? '\\N' : copyText(value);
+}
+
+/** A text[] literal: every element double-quoted with " and \\ escaped. */
+function arrayLiteral(values: string[]): string {
+  return `{${values.map((value) => `"${value.replace(/[\\"]/g, (char) => `\\${char}`)}"`).join(',')}}`;
 }
