@@ -1,12 +1,14 @@
 /**
- * Finds the gateway: its API URL (flag or DBGATE_GATEWAY) and, from its discovery document, the PostgreSQL
- * endpoint and the certificate fingerprint to pin.
+ * Finds the gateway: its API URL (flag, DBGATE_GATEWAY, or the stored login's) and, from its discovery document,
+ * the PostgreSQL endpoint, the certificate fingerprint to pin and the identity provider to log in with.
  */
 import { DISCOVERY_PATH, type DiscoveryDocument } from '../shared/discovery.js';
 import { DbgateError } from '../shared/errors.js';
+import { networkReason } from './gateway-api.js';
 
-export function gatewayUrl(flag: string | undefined, env: NodeJS.ProcessEnv): URL {
-  const value = flag ?? env['DBGATE_GATEWAY'];
+/** The gateway API URL: `--gateway`, else DBGATE_GATEWAY, else the one the profile logged in to. */
+export function gatewayUrl(flag: string | undefined, env: NodeJS.ProcessEnv, stored?: string): URL {
+  const value = flag ?? (env['DBGATE_GATEWAY'] || undefined) ?? stored;
   if (!value) {
     throw new DbgateError('NOT_LOGGED_IN', 'no gateway configured', {
       hint: 'run: dbgate login --gateway <url>   (or set DBGATE_GATEWAY)',
@@ -28,7 +30,7 @@ export async function discoverGateway(url: URL, fetchImpl: typeof fetch = fetch)
   try {
     response = await fetchImpl(endpoint, { signal: AbortSignal.timeout(10_000), headers: { accept: 'application/json' } });
   } catch (error) {
-    throw new DbgateError('GATEWAY_UNREACHABLE', `cannot reach the gateway at ${url.origin}: ${(error as Error).cause instanceof Error ? ((error as Error).cause as Error).message : (error as Error).message}`, {
+    throw new DbgateError('GATEWAY_UNREACHABLE', `cannot reach the gateway at ${url.origin}: ${networkReason(error)}`, {
       hint: 'check the URL (DBGATE_GATEWAY) and that the gateway is running',
       cause: error,
     });
@@ -43,5 +45,12 @@ export async function discoverGateway(url: URL, fetchImpl: typeof fetch = fetch)
     typeof document.tls?.fingerprint_sha256 !== 'string') {
     throw new DbgateError('GATEWAY_UNREACHABLE', `${endpoint.href} is not a dbgate discovery document`);
   }
-  return document as DiscoveryDocument;
+  const idp = document.idp as Partial<NonNullable<DiscoveryDocument['idp']>> | null | undefined;
+  if (idp !== null && idp !== undefined && (typeof idp.issuer !== 'string' || typeof idp.client_id !== 'string' ||
+    !Array.isArray(idp.scopes))) {
+    throw new DbgateError('GATEWAY_UNREACHABLE', `${endpoint.href} has a malformed "idp" section`, {
+      hint: 'the gateway and this CLI may be of different versions',
+    });
+  }
+  return { ...document, idp: idp ?? null } as DiscoveryDocument;
 }

@@ -7,6 +7,10 @@ import { Command } from 'commander';
 import { runProgram, type CommandContext } from '../shared/cli-runtime.js';
 import { ENVIRONMENT_VARIABLES } from '../shared/environment.js';
 import { registerConnect } from './commands/connect.js';
+import { registerLogin } from './commands/login.js';
+import { registerLogout } from './commands/logout.js';
+import { registerStatus } from './commands/status.js';
+import { registerToken } from './commands/token.js';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
@@ -18,11 +22,15 @@ export function buildProgram(context: CommandContext): Command {
     .addHelpText('after', [
       '',
       'Environment:',
-      ...Object.entries(ENVIRONMENT_VARIABLES).map(([name, text]) => `  ${name.padEnd(18)} ${text}`),
+      ...Object.entries(ENVIRONMENT_VARIABLES).map(([name, text]) => `  ${name.padEnd(22)} ${text}`),
       '',
       'Exit codes: 0 ok, 1 error, 2 usage, 4 not logged in / credential expired, 5 denied by policy, 6 pending approval',
       '',
     ].join('\n'));
+  registerLogin(program, context);
+  registerStatus(program, context);
+  registerToken(program, context);
+  registerLogout(program, context);
   registerConnect(program, context);
   return program;
 }

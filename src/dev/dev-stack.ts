@@ -19,7 +19,7 @@ import { generateSelfSignedCertificate } from '../gateway/tls/self-signed.js';
 import { DEMO_DATABASE, DEMO_TARGET_NAME, seedDemoDatabase } from './demo-fixture.js';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres.js';
 import { startDevIdp, type DevIdp } from './dev-idp.js';
-import { DEV_CLI_CLIENT_ID, DEV_GATEWAY_AUDIENCE, DEV_GROUPS_CLAIM, DEV_KIND_CLAIM } from './dev-identities.js';
+import { DEV_CLI_CLIENT_ID, DEV_GATEWAY_AUDIENCE, DEV_GATEWAY_RESOURCE, DEV_GROUPS_CLAIM, DEV_KIND_CLAIM } from './dev-identities.js';
 
 /** Fixed dev ports, so the quickstart's commands never change; 0 asks for random ones. */
 export const DEV_DEFAULT_PORTS = { pg: 6543, api: 6580, idp: 6590 } as const;
@@ -149,6 +149,7 @@ async function startDevStackOn(upstream: string, stateDir: string, options: DevS
       issuer: idp.issuer,
       client_id: DEV_CLI_CLIENT_ID,
       scopes: ['openid', 'email', 'profile', 'groups', 'offline_access'],
+      resource: DEV_GATEWAY_RESOURCE,
       audiences: [DEV_GATEWAY_AUDIENCE],
       groups_claim: DEV_GROUPS_CLAIM,
       kind_claim: DEV_KIND_CLAIM,

@@ -20,7 +20,37 @@ export interface CommandContext {
    */
   onSignal: (listener: (signal: 'SIGINT' | 'SIGTERM') => void) => () => void;
   now: () => number;
+  // The seams below are optional so that the gateway's commands (which never log in) need not provide them; the
+  // CLI resolves each to its real implementation when a command first needs it (src/cli/context-services.ts).
+  /** Opens a URL in the user's browser. Default: the `open` package (which resolves even when nothing opened). */
+  openUrl?: (url: string) => Promise<void>;
+  /** HTTP for the gateway API and the identity provider. Default: the global fetch. */
+  fetch?: typeof fetch;
+  /** The store for one profile's secrets. Default: the OS keychain (@napi-rs/keyring) or a 0600 file. */
+  secretStore?: SecretStoreFactory;
+  /** Waits `ms` (device-flow polling); rejects when `signal` aborts. Default: a timer. */
+  sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
 }
+
+/** Where a login's secrets (dbgate credential, IdP refresh token) are kept. */
+export type SecretStorageKind = 'keychain' | 'file';
+
+/**
+ * One profile's secrets, as one opaque string (the CLI stores JSON). Every method throws a DbgateError that says
+ * what to do when the store cannot be used; none falls back to another store.
+ */
+export interface SecretStore {
+  readonly kind: SecretStorageKind;
+  /** For people: "OS keychain (service dbgate, account default)" or the file's path. */
+  readonly location: string;
+  /** The stored value, or null when nothing is stored. */
+  read(): Promise<string | null>;
+  write(value: string): Promise<void>;
+  /** Resolves true when something was deleted. */
+  delete(): Promise<boolean>;
+}
+
+export type SecretStoreFactory = (kind: SecretStorageKind, profile: string, configDir: string) => SecretStore;
 
 /** The context of a real process: its streams, environment and signals. */
 export function processContext(): CommandContext {

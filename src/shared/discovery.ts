@@ -25,5 +25,7 @@ export interface DiscoveryDocument {
     /** The public client for authorization code + PKCE and the device flow. */
     client_id: string;
     scopes: string[];
+    /** RFC 8707 resource indicator agents request tokens for (an absolute URI), when the IdP uses one. */
+    resource?: string;
   } | null;
 }

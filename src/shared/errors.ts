@@ -27,6 +27,8 @@ export type DbgateErrorCode =
   | 'DENIED'
   | 'PENDING_APPROVAL'
   | 'AUDIT_CHAIN_BROKEN'
+  | 'LOGIN_FAILED'
+  | 'SECRET_STORE_UNAVAILABLE'
   | 'IO';
 
 const exitCodeByErrorCode: Partial<Record<DbgateErrorCode, ExitCodeValue>> = {

@@ -4,8 +4,9 @@ import type { Command } from 'commander';
 import { ExitWith, parsePort, untilAborted, writeLine, type CommandContext } from '../../shared/cli-runtime.js';
 import { formatDuration } from '../../shared/duration.js';
 import { DbgateError } from '../../shared/errors.js';
-import { currentCredential } from '../credential-source.js';
-import { discoverGateway, gatewayUrl } from '../gateway-discovery.js';
+import { fetchOf } from '../context-services.js';
+import { openCredentialSource } from '../credential-source.js';
+import { discoverGateway } from '../gateway-discovery.js';
 import { LocalTunnel } from '../tunnel/local-tunnel.js';
 
 export interface ConnectOptions {
@@ -13,6 +14,7 @@ export interface ConnectOptions {
   port?: number | undefined;
   json?: boolean | undefined;
   gateway?: string | undefined;
+  profile?: string | undefined;
   /** Trust this CA for the gateway certificate instead of the pinned fingerprint from discovery. */
   gatewayCa?: string | undefined;
   /** A command to launch with PG* variables pointing at the tunnel; the tunnel closes when it exits. */
@@ -30,9 +32,9 @@ export interface ConnectReadyLine {
 }
 
 export async function connectRun(options: ConnectOptions, context: CommandContext): Promise<void> {
-  const credential = currentCredential(context.env, context.now());
-  const url = gatewayUrl(options.gateway, context.env);
-  const discovery = await discoverGateway(url);
+  const source = await openCredentialSource(context, { profile: options.profile, gateway: options.gateway });
+  const credential = await source.credential();
+  const discovery = await discoverGateway(source.gateway, fetchOf(context));
   const ca = options.gatewayCa ? await readFile(options.gatewayCa).catch((error: NodeJS.ErrnoException) => {
     throw new DbgateError('USAGE', `--gateway-ca: cannot read ${options.gatewayCa}: ${error.code ?? error.message}`);
   }) : undefined;
@@ -44,7 +46,9 @@ export async function connectRun(options: ConnectOptions, context: CommandContex
       port: discovery.pg.port,
       ...(ca ? { ca } : { fingerprint256: discovery.tls.fingerprint_sha256 }),
     },
-    credential: () => currentCredential(context.env, context.now()).token,
+    // Asked for every new connection: a long-running tunnel renews the credential before it expires, so new
+    // connections always log in with a valid one while open connections keep their session.
+    credential: async () => (await source.credential()).token,
     port: options.port,
     onEvent: options.command.length > 0 || options.json ? undefined : (event) => {
       if (event.type === 'refused') writeLine(context.stderr, `dbgate: connection ${event.id} refused: ${event.reason}`);
@@ -74,7 +78,8 @@ export async function connectRun(options: ConnectOptions, context: CommandContex
     if (options.json) writeLine(context.stdout, JSON.stringify(ready));
     else {
       writeLine(context.stdout, `dbgate: tunnel to ${options.target} is ready on ${address.host}:${address.port}` +
-        ` (as ${credential.subject}; credential valid for ${formatDuration(credential.expiresAt - context.now())})`);
+        ` (as ${credential.subject}; credential valid for ${formatDuration(credential.expiresAt - context.now())}` +
+        `${source.renewable() ? ', renewed automatically' : ''})`);
       writeLine(context.stdout, `  psql "${ready.uri}"`);
       writeLine(context.stdout, 'Press Ctrl-C to close the tunnel.');
     }
@@ -130,6 +135,7 @@ export function registerConnect(program: Command, context: CommandContext): void
     .option('-p, --port <n>', 'local port on 127.0.0.1 (default: random)', parsePort)
     .option('--json', 'print one JSON line with host, port, user, password, database, uri when listening')
     .option('--gateway <url>', 'gateway API URL (default: DBGATE_GATEWAY or the stored login)')
+    .option('--profile <name>', 'the login to use (default: DBGATE_PROFILE or "default")')
     .option('--gateway-ca <file>', "verify the gateway's certificate with this CA instead of the pinned fingerprint")
     .addHelpText('after', [
       '',

@@ -35,8 +35,11 @@ export interface LocalTunnelOptions {
   /** The identity's PostgreSQL user name at the gateway (the credential's subject). */
   user: string;
   gateway: GatewayEndpoint;
-  /** Returns the credential to present now; called per connection so a refreshed credential is picked up. */
-  credential: () => string;
+  /**
+   * Returns the credential to present now; called once per new connection, before the gateway connection opens, so
+   * a renewed credential is picked up. When it throws (login expired), the local client is refused with its message.
+   */
+  credential: () => string | Promise<string>;
   /** 0 or undefined: a random free port. */
   port?: number | undefined;
   /** Told about connections opening and closing (for the live view / plain lines). */
@@ -184,6 +187,27 @@ export class LocalTunnel {
       gateway.destroy();
       return;
     }
+    // Only now, with the gateway's certificate verified against the pin, is the credential asked for (which may
+    // renew it at the IdP): nothing about it is produced for a gateway that could be an impostor.
+    let credential: string;
+    try {
+      credential = await this.options.credential();
+    } catch (error) {
+      gateway.destroy();
+      const message = (error as Error).message;
+      this.options.onEvent?.({ type: 'refused', id, reason: message });
+      client.end(errorResponse({
+        severity: 'FATAL',
+        code: SqlState.invalidAuthorizationSpecification,
+        message: `dbgate: ${message}`,
+        hint: (error as { hint?: string }).hint,
+      }));
+      return;
+    }
+    if (client.destroyed) {
+      gateway.destroy();
+      return;
+    }
     const startup = new Map(parameters);
     startup.set('user', this.options.user);
     startup.set('database', this.options.target);
@@ -200,7 +224,7 @@ export class LocalTunnel {
     }
     const isPasswordRequest = first.type === BackendCode.Authentication &&
       first.body.readInt32BE(0) === AuthenticationKind.CleartextPassword;
-    if (isPasswordRequest) gateway.write(serialize.password(this.options.credential()));
+    if (isPasswordRequest) gateway.write(serialize.password(credential));
     else client.write(first.raw); // an error before authentication (e.g. too many connections): pass it on
     for (const chunk of reader.detach()) client.write(chunk);
     for (const chunk of pending) gateway.write(chunk);

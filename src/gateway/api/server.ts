@@ -101,7 +101,12 @@ export function buildApi(options: ApiServerOptions): FastifyInstance {
     pg: { host: publicPg.host, port: publicPg.port, tls_required: config.tls.require },
     tls: { fingerprint_sha256: config.tls.fingerprint256 },
     idp: config.identity
-      ? { issuer: config.identity.issuer, client_id: config.identity.clientId, scopes: config.identity.scopes }
+      ? {
+        issuer: config.identity.issuer,
+        client_id: config.identity.clientId,
+        scopes: config.identity.scopes,
+        ...(config.identity.resource ? { resource: config.identity.resource } : {}),
+      }
       : null,
   }));
 

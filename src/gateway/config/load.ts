@@ -54,6 +54,7 @@ export interface IdentityProviderConfig {
   issuer: string;
   clientId: string;
   scopes: string[];
+  resource: string | undefined;
   audiences: string[];
   groupsClaim: string;
   kindClaim: string;
@@ -250,6 +251,7 @@ async function resolveGatewayConfig(
       issuer: file.identity.issuer,
       clientId: file.identity.client_id,
       scopes: file.identity.scopes,
+      resource: file.identity.resource,
       audiences: file.identity.audiences,
       groupsClaim: file.identity.groups_claim,
       kindClaim: file.identity.kind_claim,

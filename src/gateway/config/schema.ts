@@ -97,6 +97,8 @@ export const gatewayConfigSchema = z
         /** The public client `dbgate login` uses (authorization code + PKCE, device flow). */
         client_id: z.string().min(1),
         scopes: z.array(z.string().min(1)).default(['openid', 'email', 'profile', 'offline_access']),
+        /** RFC 8707 resource indicator that agents request access tokens for (an absolute URI, e.g. urn:dbgate:gateway). */
+        resource: z.string().regex(/^[a-z][a-z0-9+.-]*:/i, 'an absolute URI').optional(),
         /** `aud` values accepted on access tokens (agents' client-credentials tokens, token exchange). */
         audiences: z.array(z.string().min(1)).default([]),
         /** The claim that carries group names (Okta: groups, Entra ID: groups or roles, Keycloak: groups). */

@@ -16,10 +16,6 @@ export type RelayAction = 'forward' | { replaceWith: Buffer[] };
 
 export type BackendMessageInspector = (type: number, body: Buffer) => RelayAction;
 
-/** DataRow and CopyData carry the results; they are streamed, never collected. */
-function isBulkType(type: number): boolean {
-  return type === BackendCode.DataRow || type === BackendCode.CopyData;
-}
 
 export class BackendRelay {
   /** Bytes of the message in progress that were received in earlier chunks and not yet forwarded. */
@@ -33,6 +29,11 @@ export class BackendRelay {
   private readonly maxMessageBytes: number;
 
   private readonly onDataRow: (() => void) | undefined;
+  /**
+   * When true, DataRows are collected and inspected like other messages (a result being masked). Switched by the
+   * inspector on RowDescription; it takes effect from the next message, which is exactly the result's first row.
+   */
+  inspectDataRows = false;
 
   constructor(
     private readonly inspect: BackendMessageInspector,
@@ -66,7 +67,8 @@ export class BackendRelay {
           throw new Error(`server sent an invalid message length ${length}`);
         }
         this.type = header.type;
-        this.bulk = isBulkType(this.type);
+        // DataRow and CopyData carry the results: streamed, never collected, unless a result is being masked.
+        this.bulk = this.type === BackendCode.CopyData || (this.type === BackendCode.DataRow && !this.inspectDataRows);
         const headerInChunk = MESSAGE_HEADER_BYTES - this.heldBytes;
         const messageStart = offset;
         offset += headerInChunk;
@@ -121,6 +123,7 @@ export class BackendRelay {
   private complete(out: Buffer[], chunk: Buffer, runStart: number, start: number, end: number): number {
     const tail = chunk.subarray(start, end);
     const whole = this.heldBytes === 0 ? tail : Buffer.concat([...this.held, tail], this.heldBytes + tail.length);
+    if (this.type === BackendCode.DataRow) this.onDataRow?.();
     const action = this.inspect(this.type, whole.subarray(MESSAGE_HEADER_BYTES));
     if (action === 'forward') {
       if (this.heldBytes === 0) return runStart; // contiguous with the run: keep going, no copy
