@@ -9,7 +9,8 @@ import { access, chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
-import { stringify } from 'yaml';
+import { parse as parseYaml, stringify } from 'yaml';
+import { DEMO_POLICY_YAML } from '../gateway/policy/policy.js';
 import { DbgateError } from '../shared/errors.js';
 import { loadGatewayConfig } from '../gateway/config/load.js';
 import { startGateway, type RunningGateway } from '../gateway/gateway.js';
@@ -25,6 +26,8 @@ import { DEV_CLI_CLIENT_ID, DEV_GATEWAY_AUDIENCE, DEV_GATEWAY_RESOURCE, DEV_GROU
 export const DEV_DEFAULT_PORTS = { pg: 6543, api: 6580, idp: 6590 } as const;
 export const DEV_SERVICE_ROLE = 'dbgate_service';
 export const DEV_STATE_DATABASE = 'dbgate_state';
+export const DEV_SCRATCH_TARGET = 'scratch';
+export const DEV_SCRATCH_DATABASE = 'dbgate_scratch';
 export const DEV_CONFIG_FILE = 'gateway.yaml';
 
 export interface DevStackOptions {
@@ -154,7 +157,17 @@ async function startDevStackOn(upstream: string, stateDir: string, options: DevS
       groups_claim: DEV_GROUPS_CLAIM,
       kind_claim: DEV_KIND_CLAIM,
     },
+    // The demo policy of DESIGN.md: masking for engineering and agents, guardrails on prod-orders, a playground.
+    ...(parseYaml(DEMO_POLICY_YAML) as { policy: unknown }),
     targets: {
+      [DEV_SCRATCH_TARGET]: {
+        host: upstreamUrl.hostname.replace(/^\[|\]$/g, ''),
+        port: Number(upstreamUrl.port || 5432),
+        database: DEV_SCRATCH_DATABASE,
+        user: DEV_SERVICE_ROLE,
+        password_file: 'secrets/service-password',
+        description: 'a playground database for experiments and benchmarks (dba: admin, no guardrails)',
+      },
       [DEMO_TARGET_NAME]: {
         host: upstreamUrl.hostname.replace(/^\[|\]$/g, ''),
         port: Number(upstreamUrl.port || 5432),
@@ -207,7 +220,7 @@ async function prepareUpstream(upstreamUrl: URL, servicePassword: string): Promi
     // The password is a literal in DDL (no parameters there); it is base64url, so it has no quote to escape.
     const verb = exists.rowCount ? 'alter' : 'create';
     await admin.query(`${verb} role ${role} login password '${servicePassword}'`);
-    for (const [database, owner] of [[DEMO_DATABASE, role], [DEV_STATE_DATABASE, null]] as const) {
+    for (const [database, owner] of [[DEMO_DATABASE, role], [DEV_SCRATCH_DATABASE, role], [DEV_STATE_DATABASE, null]] as const) {
       const found = await admin.query('select 1 from pg_database where datname = $1', [database]);
       if (!found.rowCount) {
         await admin.query(`create database ${quoteIdentifier(database)}${owner ? ` owner ${owner}` : ''}`);

@@ -9,7 +9,12 @@ import type { GatewayConfig } from './config/load.js';
 import { CredentialAuthority } from './identity/credentials.js';
 import { IdpTokenVerifier } from './identity/idp-verifier.js';
 import { createJsonLogger, type Logger } from './log.js';
-import { createAuditingStatementHook, type StatementHook } from './policy/statement-hook.js';
+import { createHash } from 'node:crypto';
+import { createPolicyStatementHook, type StatementHook } from './policy/statement-hook.js';
+import { loadStatementParser } from './policy/classify.js';
+import { DecisionCache } from './policy/decision-cache.js';
+import { MaskedColumnCatalog } from './masking/catalog.js';
+import { createMasker } from './masking/mask.js';
 import { CancelKeyRegistry } from './proxy/cancel-keys.js';
 import { PgListener } from './proxy/pg-listener.js';
 import { StateStore } from './store/state-store.js';
@@ -33,7 +38,7 @@ export interface RunningGateway {
 
 export interface StartGatewayOptions {
   log?: Logger;
-  /** Replaces the default statement hook (tests, and the policy engine once it lands). */
+  /** Replaces the policy statement hook (tests of the proxy itself). */
   hook?: (audit: AuditWriter) => StatementHook;
 }
 
@@ -51,7 +56,14 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
     onError: (error) => log.log('error', 'audit.write_failed', { reason: error.message }),
   });
   const credentials = new CredentialAuthority(config.credentials.signingKeyJwk.reveal(), config.audience);
-  const hook = options.hook ? options.hook(audit) : createAuditingStatementHook(audit);
+  // The SQL grammar (WASM) loads once, before the first statement needs it.
+  await loadStatementParser();
+  const hook = options.hook
+    ? options.hook(audit)
+    : createPolicyStatementHook({ audit, policy: config.policy, cache: new DecisionCache() });
+  const maskedColumns = [...new Set(config.policy?.rules.flatMap((rule) => rule.columns ?? []) ?? [])];
+  // Deterministic masking must be keyed per deployment and unguessable: derive the key from the signing key.
+  const hashKey = createHash('sha256').update('dbgate masking\0').update(String(config.credentials.signingKeyJwk.reveal()['d'])).digest();
   const secureContext = createSecureContext({ cert: config.tls.cert, key: config.tls.key.reveal(), minVersion: 'TLSv1.2' });
 
   const listener = new PgListener({
@@ -63,6 +75,8 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
     cancelKeys: new CancelKeyRegistry(),
     secureContext,
     log,
+    maskCatalog: new MaskedColumnCatalog(maskedColumns),
+    masker: createMasker('partial', hashKey),
   });
   const closeRevoked = (revoked: Set<string>): void => {
     if (revoked.size === 0) return;

@@ -12,6 +12,8 @@ import { DbgateError } from '../../shared/errors.js';
 import { parseDuration } from '../../shared/duration.js';
 import { Secret } from '../../shared/secret.js';
 import { gatewayConfigSchema, type GatewayConfigFile } from './schema.js';
+import { policyTargetIssues } from './policy-schema.js';
+import { compilePolicy, type Policy } from '../policy/policy.js';
 
 export interface HostPort {
   host: string;
@@ -44,6 +46,11 @@ export interface GatewayConfig {
   tls: { cert: Buffer; key: Secret<Buffer>; require: boolean; fingerprint256: string };
   credentials: { signingKeyJwk: Secret<Record<string, unknown>>; defaultTtlMs: number; maxTtlMs: number };
   stateStore: { url: string; password: Secret | undefined };
+  /**
+   * The policy every statement is judged by. Absent in the file means no grants: every statement is denied
+   * (fail closed) and check-config warns.
+   */
+  policy: Policy | undefined;
   /** The trusted OIDC provider, when logins are enabled. */
   identity: IdentityProviderConfig | undefined;
   targets: Map<string, TargetConfig>;
@@ -230,6 +237,11 @@ async function resolveGatewayConfig(
     });
   }
 
+  if (file.policy) {
+    const issue = policyTargetIssues(file.policy, targets.keys())[0];
+    if (issue) fail(['policy', ...issue.path], issue.message);
+  }
+
   const ms = (keyPath: PropertyKey[], text: string): number => parseDuration(text) ?? fail(keyPath, 'bad duration');
   const defaultTtlMs = ms(['credentials', 'default_ttl'], file.credentials.default_ttl);
   const maxTtlMs = ms(['credentials', 'max_ttl'], file.credentials.max_ttl);
@@ -247,6 +259,7 @@ async function resolveGatewayConfig(
     tls: { cert, key: new Secret(key), require: file.tls.require, fingerprint256 },
     credentials: { signingKeyJwk: new Secret(signingKeyJwk), defaultTtlMs, maxTtlMs },
     stateStore: { url: file.state_store.url, password: await readSecret(['state_store'], file.state_store) },
+    policy: file.policy === undefined ? undefined : compilePolicy(file.policy),
     identity: file.identity && {
       issuer: file.identity.issuer,
       clientId: file.identity.client_id,

@@ -3,6 +3,7 @@
  * edge; everything past that point works with the typed, resolved `GatewayConfig`.
  */
 import { z } from 'zod';
+import { policySchema } from './policy-schema.js';
 
 /** "host:port"; IPv6 hosts in brackets ("[::1]:7432"). */
 const listenAddress = z
@@ -108,6 +109,8 @@ export const gatewayConfigSchema = z
       })
       .strict()
       .optional(),
+    /** Who may reach which target, and the rules every statement is judged by (see src/gateway/policy/policy.ts). */
+    policy: policySchema.optional(),
     targets: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'target names: lower-case letters, digits, _ and -'), targetSchema),
     limits: z
       .object({

@@ -1,14 +1,22 @@
 /**
- * The one place every statement passes through. The proxy calls `decideStatement` for each Query, Parse, Bind,
- * Execute and FunctionCall before forwarding it, and `recordStatement` when the server has answered. Policy,
- * masking and approvals plug in here; today it enforces that the audit trail is writable (fail closed) and records
- * every statement.
+ * The one place every statement passes through. The proxy calls `decideStatement` for each Query and Parse (and
+ * FunctionCall) before forwarding it, and `recordStatement` when the server has answered. Here the policy decides
+ * (classification by PostgreSQL's grammar, cached), the audit trail's health gates everything (fail closed), and
+ * every outcome is recorded with its rule.
  */
 import type { TargetConfig } from '../config/load.js';
 import type { AuditWriter } from '../audit/audit-writer.js';
 import type { Identity } from '../identity/credentials.js';
 import type { ErrorFields } from '../wire/backend-messages.js';
 import { SqlState } from '../wire/protocol.js';
+import type { DecisionCache } from './decision-cache.js';
+import type { Policy } from './policy.js';
+
+/** Per-connection state that decisions depend on, tracked by the proxy as statements succeed. */
+export interface SessionPolicyState {
+  /** The session's search_path, unquoted (`['$user', 'public']`). */
+  searchPath: string[];
+}
 
 /** Everything known about the connection a statement arrives on. */
 export interface ConnectionContext {
@@ -16,6 +24,7 @@ export interface ConnectionContext {
   identity: Identity;
   target: TargetConfig;
   clientAddress: string;
+  session: SessionPolicyState;
 }
 
 export type ProtocolStep = 'query' | 'parse' | 'bind' | 'execute' | 'function-call';
@@ -26,9 +35,17 @@ export interface StatementEvent {
   text: string;
 }
 
-export type StatementDecision =
-  | { action: 'allow' }
-  | { action: 'deny'; rule: string; error: ErrorFields };
+export interface StatementDecision {
+  action: 'allow' | 'mask' | 'deny' | 'hold';
+  /** The rule that decided (policy rule id, `access:<level>`, `builtin:<check>`). */
+  rule: string;
+  /** For deny and hold: the ErrorResponse the client gets instead of running the statement. */
+  error?: ErrorFields;
+  /** The session's search_path once the statement has run (when it changes it). */
+  searchPathAfter?: string[];
+  /** DDL ran: cached catalog facts about the target (masked column positions) may be stale. */
+  changesSchema: boolean;
+}
 
 export interface CompletedStatement {
   step: ProtocolStep;
@@ -39,7 +56,9 @@ export interface CompletedStatement {
   outcome: 'ok' | 'error' | 'denied' | 'skipped' | 'cancelled';
   sqlState: string | undefined;
   rows: number | undefined;
-  rule: string | undefined;
+  decision: StatementDecision | undefined;
+  /** Result columns whose values were masked. */
+  maskedColumns: string[];
 }
 
 export interface StatementHook {
@@ -47,29 +66,77 @@ export interface StatementHook {
   recordStatement(connection: ConnectionContext, statement: CompletedStatement): void;
 }
 
-const ALLOW: StatementDecision = { action: 'allow' };
-
-/** The statement hook of the spine: audit every statement, refuse all when the audit trail cannot be written. */
-export function createAuditingStatementHook(audit: AuditWriter): StatementHook {
+function refusal(rule: string, message: string, hint: string): StatementDecision {
   return {
-    decideStatement() {
+    action: 'deny',
+    rule,
+    changesSchema: false,
+    error: { severity: 'ERROR', code: SqlState.insufficientPrivilege, message, detail: `rule: ${rule}`, hint },
+  };
+}
+
+export interface PolicyHookOptions {
+  audit: AuditWriter;
+  /** Absent: no policy configured, so nothing may run (fail closed). */
+  policy: Policy | undefined;
+  cache: DecisionCache;
+}
+
+export function createPolicyStatementHook({ audit, policy, cache }: PolicyHookOptions): StatementHook {
+  return {
+    decideStatement(connection, event) {
       if (!audit.healthy) {
         // Fail closed: a statement that cannot be audited does not run.
+        return refusal('builtin:audit-unavailable', 'dbgate: the audit trail cannot be written right now, so no statement may run',
+          'retry shortly; if it persists, ask the gateway operator to check the state store');
+      }
+      if (!policy) {
+        return refusal('builtin:no-policy', 'dbgate: this gateway has no policy configured, so no statement may run',
+          'the gateway operator must add a policy section to the gateway config');
+      }
+      if (event.step === 'function-call') {
+        // The fastpath FunctionCall message names a function by OID with no SQL around it: nothing to analyse.
+        return refusal('builtin:fastpath', 'dbgate: the fastpath function-call protocol cannot be checked by policy, so it is not allowed',
+          'call the function in a SELECT statement instead');
+      }
+      const { identity, target, session } = connection;
+      const { decision, classification } = cache.decide(policy, {
+        identity: { subject: identity.subject, groups: identity.groups, kind: identity.kind },
+        target: target.name,
+        searchPath: session.searchPath,
+        sql: event.text,
+      });
+      const changesSchema = classification.statements.some((statement) => statement.kinds.includes('ddl'));
+      const searchPathChanged = decision.searchPath.join('\u0000') !== session.searchPath.join('\u0000');
+      const common = { rule: decision.ruleId, changesSchema, ...(searchPathChanged ? { searchPathAfter: decision.searchPath } : {}) };
+      if (decision.action === 'deny' || decision.action === 'hold') {
         return {
-          action: 'deny',
-          rule: 'audit-unavailable',
+          ...common,
+          action: decision.action,
           error: {
             severity: 'ERROR',
             code: SqlState.insufficientPrivilege,
-            message: 'dbgate: the audit trail cannot be written right now, so no statement may run',
-            detail: 'rule: audit-unavailable',
-            hint: 'retry shortly; if it persists, ask the gateway operator to check the state store',
+            message: decision.message,
+            detail: decision.detail,
+            hint: decision.hint,
           },
         };
       }
-      return ALLOW;
+      if (decision.action === 'mask' && classification.statements.some((statement) => statement.kind === 'copy')) {
+        // COPY TO streams rows in its own format and COPY FROM could be aimed at masked tables: not for masked users.
+        return refusal(decision.ruleId, 'dbgate: COPY is not available to you on this target because its data is masked',
+          'use SELECT: masked columns are masked in query results');
+      }
+      return { ...common, action: decision.action };
     },
+
     recordStatement(connection, statement) {
+      const detail: Record<string, unknown> = {};
+      if (statement.decision) {
+        detail['decision'] = statement.decision.action;
+        detail['rule'] = statement.decision.rule;
+      }
+      if (statement.maskedColumns.length > 0) detail['masked_columns'] = statement.maskedColumns;
       audit.append({
         occurredAt: new Date(statement.startedAt),
         event: 'statement',
@@ -85,7 +152,7 @@ export function createAuditingStatementHook(audit: AuditWriter): StatementHook {
         sqlState: statement.sqlState,
         rows: statement.rows,
         durationMs: statement.finishedAt - statement.startedAt,
-        detail: statement.rule ? { rule: statement.rule } : {},
+        detail,
       });
     },
   };

@@ -47,7 +47,13 @@ import {
   TransactionStatus,
 } from '../wire/protocol.js';
 import type { CancelKeyRegistry } from './cancel-keys.js';
-import { cancelUpstream, connectUpstream, UpstreamError, type UpstreamConnection } from './upstream.js';
+import { cancelUpstream, connectUpstream, FORWARDED_STARTUP_PARAMETERS, UpstreamError, type UpstreamConnection } from './upstream.js';
+import type { MaskedColumnCatalog, MaskedColumnKeys } from '../masking/catalog.js';
+import type { Masker } from '../masking/mask.js';
+import { ResultMasker } from '../masking/result-masker.js';
+import { parseRowDescription } from '../masking/row-messages.js';
+import { sessionEffectOf } from '../policy/classify.js';
+import { sessionEscape } from '../policy/policy.js';
 
 /** What a session needs from the gateway around it. */
 export interface ProxyDependencies {
@@ -59,6 +65,9 @@ export interface ProxyDependencies {
   cancelKeys: CancelKeyRegistry;
   secureContext: SecureContext;
   log: Logger;
+  /** Where the policy's masked columns are in each target's catalog. */
+  maskCatalog: MaskedColumnCatalog;
+  masker: Masker;
 }
 
 type SessionState = 'startup' | 'password' | 'connecting' | 'ready' | 'closed';
@@ -76,16 +85,57 @@ const MAX_LOGIN_MESSAGE_BYTES = 65_536;
  * head of the queue is always the one the next response belongs to.
  */
 interface InFlight {
-  /** query/function-call: ends at ReadyForQuery. execute: at CommandComplete & co. sync: at ReadyForQuery. */
-  kind: 'query' | 'execute' | 'sync' | 'function-call' | 'denied-parse';
+  /**
+   * query/function-call: ends at ReadyForQuery. execute: at CommandComplete & co. sync: at ReadyForQuery.
+   * refused-step: a Parse or Bind the gateway replaced; ends at the placeholder's ErrorResponse.
+   */
+  kind: 'query' | 'execute' | 'sync' | 'function-call' | 'refused-step';
   step: ProtocolStep;
   text: string;
   startedAt: number;
   rows: number;
   dataRowsAtStart: number;
   sqlState: string | undefined;
-  /** Set when the gateway replaced this statement: the server's error for it is swapped for this denial. */
-  denial: { rule: string; error: ErrorFields } | undefined;
+  /** The policy's decision; for deny/hold the server's error for the placeholder is swapped for its error. */
+  decision: StatementDecision;
+  /** Result columns whose values were masked, for the audit record. */
+  maskedColumns: Set<string>;
+}
+
+/** A prepared statement or portal: its text and the decision taken when it was parsed. */
+interface PreparedStatement {
+  text: string;
+  decision: StatementDecision;
+}
+
+/** For Execute/Sync of statements the gateway never saw parsed (nothing to judge; they fail upstream). */
+const UNKNOWN_STATEMENT: StatementDecision = { action: 'allow', rule: 'builtin:unknown-statement', changesSchema: false };
+
+function isRefusal(decision: StatementDecision): decision is StatementDecision & { error: ErrorFields } {
+  return (decision.action === 'deny' || decision.action === 'hold') && decision.error !== undefined;
+}
+
+/** Masking could not be applied; the connection is ended rather than let a row pass unmasked. */
+class MaskingFailure extends Error {}
+
+/**
+ * Whether a Bind message asks for any result column in binary format. Bind body after the statement name:
+ * Int16 nParamFormats, Int16[] formats, Int16 nParams, (Int32 length, bytes)[], Int16 nResultFormats, Int16[] formats.
+ */
+function requestsBinaryResults(body: Buffer, offset: number): boolean {
+  let at = offset;
+  const parameterFormats = body.readInt16BE(at);
+  at += 2 + 2 * parameterFormats;
+  const parameters = body.readInt16BE(at);
+  at += 2;
+  for (let i = 0; i < parameters; i += 1) {
+    const length = body.readInt32BE(at);
+    at += 4 + Math.max(0, length);
+  }
+  const resultFormats = body.readInt16BE(at);
+  at += 2;
+  for (let i = 0; i < resultFormats; i += 1) if (body.readInt16BE(at + 2 * i) !== 0) return true;
+  return false;
 }
 
 /**
@@ -109,8 +159,13 @@ export class ClientSession {
   private clientKey: { processId: number; secretKey: number } | undefined;
   private readonly inFlight: InFlight[] = [];
   /** Statement texts by prepared-statement name ("" is the unnamed one) and by portal name. */
-  private readonly statements = new Map<string, string>();
-  private readonly portals = new Map<string, string>();
+  private readonly statements = new Map<string, PreparedStatement>();
+  private readonly portals = new Map<string, PreparedStatement>();
+  /** How many in-flight statements have a mask decision (DataRows are inspected while > 0). */
+  private maskedInFlight = 0;
+  private currentMasker: ResultMasker | null = null;
+  /** "oid:attnum" of the target's masked columns, resolved at login and after DDL. */
+  private maskedKeys: MaskedColumnKeys = new Set();
   private dataRows = 0;
   private transactionStatus = TransactionStatus.Idle;
   private busy = false;
@@ -318,7 +373,33 @@ export class ClientSession {
     }
     this.identity = identity;
     this.target = target;
-    this.context = { connectionId: this.connectionId, identity, target, clientAddress: this.clientAddress };
+    // Session parameters from the startup message take effect upstream before the first statement: judge them
+    // like the SET statements they are (a non-UTF8 client_encoding or a role switch is refused).
+    for (const [name, value] of this.startupParameters) {
+      if (!FORWARDED_STARTUP_PARAMETERS.has(name)) continue;
+      const escape = sessionEscape(sessionEffectOf(name, value, 'startup'));
+      if (escape) {
+        this.refuse(identity.subject, targetName, `startup parameter ${name}`);
+        this.fatal(SqlState.insufficientPrivilege, `dbgate: ${escape.what} is not allowed: ${escape.why}`, escape.hint);
+        return;
+      }
+    }
+    this.context = {
+      connectionId: this.connectionId,
+      identity,
+      target,
+      clientAddress: this.clientAddress,
+      session: { searchPath: startupSearchPath(this.startupParameters.get('search_path')) },
+    };
+    try {
+      this.maskedKeys = await this.deps.maskCatalog.resolve(target);
+    } catch (error) {
+      // Without the positions of masked columns, masked data could pass as clean: fail closed.
+      log.log('warn', 'masking.catalog_failed', { connection: this.connectionId, target: target.name, reason: (error as Error).message });
+      this.fatal(SqlState.sqlclientUnableToEstablishSqlconnection, `dbgate: cannot prepare data masking for target "${target.name}"`,
+        'try again; tell the gateway operator if it persists');
+      return;
+    }
 
     let upstream: UpstreamConnection;
     try {
@@ -404,40 +485,61 @@ export class ClientSession {
       case FrontendCode.Query: {
         const text = readCString(message.body, 0).value;
         const decision = this.decide(context, 'query', text);
-        this.inFlight.push(this.entry('query', 'query', text, now, decision));
-        toUpstream.push(decision.action === 'allow' ? message.raw : serialize.query(DENIAL_PLACEHOLDER_SQL));
+        this.track(this.entry('query', 'query', text, now, decision));
+        toUpstream.push(isRefusal(decision) ? serialize.query(DENIAL_PLACEHOLDER_SQL) : message.raw);
         return;
       }
       case FrontendCode.Parse: {
         const name = readCString(message.body, 0);
         const text = readCString(message.body, name.next).value;
         const decision = this.decide(context, 'parse', text);
-        if (decision.action === 'allow') {
-          this.statements.set(name.value, text);
+        if (!isRefusal(decision)) {
+          this.statements.set(name.value, { text, decision });
           toUpstream.push(message.raw);
         } else {
+          // Judged at Parse: a refused statement never exists upstream, so no later Bind/Execute can run it.
           this.statements.delete(name.value);
-          this.inFlight.push(this.entry('denied-parse', 'parse', text, now, decision));
+          this.track(this.entry('refused-step', 'parse', text, now, decision));
           toUpstream.push(serialize.parse({ name: name.value, text: DENIAL_PLACEHOLDER_SQL }));
         }
         return;
       }
       case FrontendCode.Bind: {
         const portal = readCString(message.body, 0);
-        const statement = readCString(message.body, portal.next).value;
-        this.portals.set(portal.value, this.statements.get(statement) ?? '');
+        const statementName = readCString(message.body, portal.next);
+        const statement = this.statements.get(statementName.value);
+        if (statement?.decision.action === 'mask' && requestsBinaryResults(message.body, statementName.next)) {
+          // Masking works on the text representation; binary results of masked statements are refused.
+          const refused: StatementDecision = {
+            action: 'deny',
+            rule: statement.decision.rule,
+            changesSchema: false,
+            error: {
+              severity: 'ERROR',
+              code: SqlState.insufficientPrivilege,
+              message: 'dbgate: binary result format is not available for results that are masked for you',
+              detail: `rule: ${statement.decision.rule}`,
+              hint: 'request text format results (the default of most drivers)',
+            },
+          };
+          this.portals.delete(portal.value);
+          this.track(this.entry('refused-step', 'bind', statement.text, now, refused));
+          toUpstream.push(serialize.parse({ name: '', text: DENIAL_PLACEHOLDER_SQL }));
+          return;
+        }
+        this.portals.set(portal.value, statement ?? { text: '', decision: UNKNOWN_STATEMENT });
         toUpstream.push(message.raw);
         return;
       }
       case FrontendCode.Execute: {
         const portal = readCString(message.body, 0).value;
-        const text = this.portals.get(portal) ?? '';
-        this.inFlight.push(this.entry('execute', 'execute', text, now, { action: 'allow' }));
+        const statement = this.portals.get(portal) ?? { text: '', decision: UNKNOWN_STATEMENT };
+        this.track(this.entry('execute', 'execute', statement.text, now, statement.decision));
         toUpstream.push(message.raw);
         return;
       }
       case FrontendCode.Sync:
-        this.inFlight.push(this.entry('sync', 'execute', '', now, { action: 'allow' }));
+        this.track(this.entry('sync', 'execute', '', now, UNKNOWN_STATEMENT));
         toUpstream.push(message.raw);
         return;
       case FrontendCode.Close: {
@@ -450,13 +552,13 @@ export class ClientSession {
       }
       case FrontendCode.FunctionCall: {
         const decision = this.decide(context, 'function-call', '<fastpath function call>');
-        if (decision.action !== 'allow') {
-          // A fastpath call has no SQL text to replace; answer it ourselves once the pipeline before it has drained.
-          this.inFlight.push(this.entry('query', 'function-call', '<fastpath function call>', now, decision));
+        if (isRefusal(decision)) {
+          // A fastpath call has no SQL to replace: a failing simple Query stands in for it, answered in order.
+          this.track(this.entry('query', 'function-call', '<fastpath function call>', now, decision));
           toUpstream.push(serialize.query(DENIAL_PLACEHOLDER_SQL));
           return;
         }
-        this.inFlight.push(this.entry('function-call', 'function-call', '<fastpath function call>', now, decision));
+        this.track(this.entry('function-call', 'function-call', '<fastpath function call>', now, decision));
         toUpstream.push(message.raw);
         return;
       }
@@ -489,8 +591,18 @@ export class ClientSession {
       rows: 0,
       dataRowsAtStart: this.dataRows,
       sqlState: undefined,
-      denial: decision.action === 'deny' ? { rule: decision.rule, error: decision.error } : undefined,
+      decision,
+      maskedColumns: new Set(),
     };
+  }
+
+  /** Queues an in-flight entry; while any masked statement is in flight, result rows are inspected. */
+  private track(entry: InFlight): void {
+    this.inFlight.push(entry);
+    if (entry.decision.action === 'mask') {
+      this.maskedInFlight += 1;
+      this.relay!.inspectDataRows = true;
+    }
   }
 
   private sendUpstream(buffers: Buffer[]): void {
@@ -515,6 +627,13 @@ export class ClientSession {
     try {
       out = this.relay!.relay(chunk);
     } catch (error) {
+      if (error instanceof MaskingFailure) {
+        this.deps.log.log('warn', 'masking.failed', { connection: this.connectionId, reason: error.message });
+        // Nothing of the unmaskable result is sent; the connection cannot continue mid-result.
+        this.client.destroy();
+        this.close();
+        return;
+      }
       this.internalError(error);
       return;
     }
@@ -532,11 +651,21 @@ export class ClientSession {
     }
   }
 
-  /** Follows the server's answers to attribute them to statements; swaps errors of denied statements. */
+  /**
+   * Follows the server's answers to attribute them to statements, swaps the placeholder errors of refused
+   * statements for their denials, and masks result rows of masked statements.
+   */
   private inspectBackendMessage(type: number, body: Buffer): RelayAction {
     const head = this.inFlight[0];
     switch (type) {
+      case BackendCode.DataRow:
+        // Only seen while a masked statement is in flight (the relay streams DataRows untouched otherwise).
+        return this.maskDataRow(head, body);
+      case BackendCode.RowDescription:
+        if (head && head.decision.action === 'mask') this.startMaskedResult(body);
+        return 'forward';
       case BackendCode.CommandComplete: {
+        this.endResult(head);
         if (!head) return 'forward';
         const rows = rowsFromCommandTag(body);
         if (head.kind === 'execute') this.finish(head, 'ok', rows ?? this.dataRows - head.dataRowsAtStart);
@@ -545,26 +674,29 @@ export class ClientSession {
       }
       case BackendCode.EmptyQueryResponse:
       case BackendCode.PortalSuspended:
+        this.endResult(head);
         if (head?.kind === 'execute') this.finish(head, 'ok', this.dataRows - head.dataRowsAtStart);
         return 'forward';
       case BackendCode.ErrorResponse: {
+        this.endResult(head);
         if (!head) return 'forward';
         const sqlState = parseErrorFields(body)['C'];
         head.sqlState = sqlState;
-        const replacement = head.denial ? { replaceWith: [errorResponse(head.denial.error)] } : undefined;
-        if (head.kind === 'execute' || head.kind === 'denied-parse') {
-          this.finish(head, head.denial ? 'denied' : 'error', 0);
+        const refusal = isRefusal(head.decision) ? head.decision.error : undefined;
+        if (head.kind === 'execute' || head.kind === 'refused-step') {
+          this.finish(head, refusal ? 'denied' : 'error', 0);
           // The server now skips everything up to Sync; those statements never run.
           while (this.inFlight[0] && this.inFlight[0].kind !== 'sync') this.finish(this.inFlight[0], 'skipped', 0);
         }
-        return replacement ?? 'forward';
+        return refusal ? { replaceWith: [errorResponse(refusal)] } : 'forward';
       }
       case BackendCode.ReadyForQuery: {
         this.transactionStatus = body[0] ?? TransactionStatus.Idle;
         if (!head) return 'forward';
         if (head.kind === 'sync') this.inFlight.shift();
         else if (head.kind === 'query' || head.kind === 'function-call') {
-          this.finish(head, head.denial ? 'denied' : head.sqlState ? 'error' : 'ok', head.rows || this.dataRows - head.dataRowsAtStart);
+          const outcome = isRefusal(head.decision) ? 'denied' : head.sqlState ? 'error' : 'ok';
+          this.finish(head, outcome, head.rows || this.dataRows - head.dataRowsAtStart);
         }
         return 'forward';
       }
@@ -573,9 +705,44 @@ export class ClientSession {
     }
   }
 
+  /** A RowDescription of a masked statement: plan which columns to mask, scan or pass. */
+  private startMaskedResult(body: Buffer): void {
+    const masker = new ResultMasker(parseRowDescription(body), this.maskedKeys, this.deps.masker);
+    if (masker.hasBinaryColumnsToMask) {
+      // A binary cursor (DECLARE … BINARY CURSOR) slipped past the Bind check: rows that cannot be masked must not
+      // leave. Fail closed: end the connection before the first row.
+      throw new MaskingFailure('binary-format result rows of a masked statement');
+    }
+    this.currentMasker = masker;
+  }
+
+  private endResult(head: InFlight | undefined): void {
+    if (this.currentMasker && head) for (const column of this.currentMasker.maskedColumns) head.maskedColumns.add(column);
+    this.currentMasker = null;
+  }
+
+  private maskDataRow(head: InFlight | undefined, body: Buffer): RelayAction {
+    let masker = this.currentMasker;
+    if (!masker) {
+      if (!head || head.decision.action !== 'mask') return 'forward';
+      // Rows without a RowDescription (Execute without Describe): every value is scanned as text. Binary results
+      // of masked statements were refused at Bind.
+      masker = ResultMasker.scanAll(body, this.deps.masker);
+      this.currentMasker = masker;
+    }
+    if (!masker.needed) return 'forward';
+    const replacement = masker.maskRow(body);
+    return replacement ? { replaceWith: [replacement] } : 'forward';
+  }
+
   /** Removes `entry` (the queue head) and hands it to the hook for the audit trail. */
   private finish(entry: InFlight, outcome: CompletedStatement['outcome'], rows: number): void {
     if (this.inFlight[0] === entry) this.inFlight.shift();
+    if (entry.decision.action === 'mask') {
+      this.maskedInFlight -= 1;
+      if (this.maskedInFlight === 0 && this.relay) this.relay.inspectDataRows = false;
+    }
+    if (outcome === 'ok') this.applySessionEffects(entry.decision);
     this.deps.hook.recordStatement(this.context!, {
       step: entry.step,
       text: entry.text,
@@ -584,8 +751,21 @@ export class ClientSession {
       outcome,
       sqlState: entry.sqlState,
       rows,
-      rule: entry.denial?.rule,
+      decision: entry.kind === 'sync' ? undefined : entry.decision,
+      maskedColumns: [...entry.maskedColumns],
     });
+  }
+
+  /** What a statement that ran changes for the decisions after it. */
+  private applySessionEffects(decision: StatementDecision): void {
+    if (decision.searchPathAfter) this.context!.session.searchPath = decision.searchPathAfter;
+    if (decision.changesSchema && this.target) {
+      // Masked columns may have moved (dropped and re-added): resolve again; until then detectors cover them.
+      this.deps.maskCatalog.invalidate(this.target.name);
+      this.deps.maskCatalog.resolve(this.target).then((keys) => {
+        this.maskedKeys = keys;
+      }, () => {});
+    }
   }
 
   // ── teardown ─────────────────────────────────────────────────────────────────────────────────────────────────
@@ -660,6 +840,12 @@ export class ClientSession {
   private closedOnce = false;
   /** When the session became ready (undefined: it never did). */
   private openedAt: number | undefined;
+}
+
+/** The session's search_path at login: the startup parameter's, or PostgreSQL's default. */
+function startupSearchPath(value: string | undefined): string[] {
+  const path = value === undefined ? undefined : sessionEffectOf('search_path', value, 'startup').searchPath;
+  return path && path.length > 0 ? path : ['$user', 'public'];
 }
 
 /** Rows affected/returned from a CommandComplete tag: the last word when numeric ("INSERT 0 5", "SELECT 42"). */

@@ -1,0 +1,71 @@
+/**
+ * Resolves the policy's masked columns ("schema.table.column") to what RowDescription carries: table OID and
+ * attribute number. Looked up on the target with the service credentials, cached per target, refreshed after DDL.
+ */
+import pg from 'pg';
+import type { TargetConfig } from '../config/load.js';
+
+/** "oid:attnum" of every masked column of a target. */
+export type MaskedColumnKeys = ReadonlySet<string>;
+
+export function columnKey(tableOid: number, attnum: number): string {
+  return `${tableOid}:${attnum}`;
+}
+
+export class MaskedColumnCatalog {
+  private readonly cache = new Map<string, Promise<MaskedColumnKeys>>();
+
+  constructor(
+    /** schema.table.column names to resolve, as the policy lists them (unqualified tables mean schema public). */
+    private readonly columns: readonly string[],
+  ) {}
+
+  /** The masked columns of `target`, resolved once and then served from cache until `invalidate`. */
+  resolve(target: TargetConfig): Promise<MaskedColumnKeys> {
+    let entry = this.cache.get(target.name);
+    if (!entry) {
+      entry = this.lookup(target);
+      // A failed lookup must not stay cached: the next connection retries.
+      entry.catch(() => this.cache.delete(target.name));
+      this.cache.set(target.name, entry);
+    }
+    return entry;
+  }
+
+  /** Forget a target's resolution, e.g. after DDL ran there (a column may have moved). */
+  invalidate(targetName: string): void {
+    this.cache.delete(targetName);
+  }
+
+  private async lookup(target: TargetConfig): Promise<MaskedColumnKeys> {
+    if (this.columns.length === 0) return new Set();
+    const triples = this.columns.map((name) => {
+      const parts = name.split('.');
+      return parts.length === 3 ? parts : ['public', ...parts];
+    });
+    const client = new pg.Client({
+      host: target.host,
+      port: target.port,
+      user: target.user,
+      database: target.database,
+      ...(target.password ? { password: target.password.reveal() } : {}),
+      ...(target.tls === 'disable' ? {} : { ssl: { rejectUnauthorized: target.tls === 'verify-full', ...(target.ca ? { ca: target.ca } : {}) } }),
+      application_name: 'dbgate-gateway catalog',
+      connectionTimeoutMillis: 10_000,
+    });
+    await client.connect();
+    try {
+      const { rows } = await client.query<{ oid: number; attnum: number }>(
+        `select c.oid::int8 as oid, a.attnum
+           from unnest($1::text[], $2::text[], $3::text[]) as m(schema_name, table_name, column_name)
+           join pg_namespace n on n.nspname = m.schema_name
+           join pg_class c on c.relnamespace = n.oid and c.relname = m.table_name
+           join pg_attribute a on a.attrelid = c.oid and a.attname = m.column_name and not a.attisdropped`,
+        [triples.map((t) => t[0]), triples.map((t) => t[1]), triples.map((t) => t[2])],
+      );
+      return new Set(rows.map((row) => columnKey(Number(row.oid), row.attnum)));
+    } finally {
+      await client.end().catch(() => {});
+    }
+  }
+}
