@@ -5,8 +5,18 @@
 import pg from 'pg';
 import type { TargetConfig } from '../config/load.js';
 
-/** "oid:attnum" of every masked column of a target. */
-export type MaskedColumnKeys = ReadonlySet<string>;
+/** What result masking needs to know about a target's catalog. */
+export interface MaskedColumnKeys {
+  /** "oid:attnum" of every masked column. */
+  readonly masked: ReadonlySet<string>;
+  /**
+   * OIDs of plain tables with no masked column: only their columns are provably clean. A view, materialized view or
+   * foreign table reports its own OID in RowDescription, and its columns may come from masked ones.
+   */
+  readonly cleanTables: ReadonlySet<number>;
+}
+
+export const NO_MASKED_COLUMNS: MaskedColumnKeys = { masked: new Set(), cleanTables: new Set() };
 
 export function columnKey(tableOid: number, attnum: number): string {
   return `${tableOid}:${attnum}`;
@@ -38,7 +48,7 @@ export class MaskedColumnCatalog {
   }
 
   private async lookup(target: TargetConfig): Promise<MaskedColumnKeys> {
-    if (this.columns.length === 0) return new Set();
+    if (this.columns.length === 0) return NO_MASKED_COLUMNS;
     const triples = this.columns.map((name) => {
       const parts = name.split('.');
       return parts.length === 3 ? parts : ['public', ...parts];
@@ -63,7 +73,12 @@ export class MaskedColumnCatalog {
            join pg_attribute a on a.attrelid = c.oid and a.attname = m.column_name and not a.attisdropped`,
         [triples.map((t) => t[0]), triples.map((t) => t[1]), triples.map((t) => t[2])],
       );
-      return new Set(rows.map((row) => columnKey(Number(row.oid), row.attnum)));
+      const masked = new Set(rows.map((row) => columnKey(Number(row.oid), row.attnum)));
+      const maskedTables = new Set(rows.map((row) => Number(row.oid)));
+      const tables = await client.query<{ oid: string }>(
+        "select oid::int8 as oid from pg_class where relkind in ('r', 'p') and relnamespace <> 'pg_catalog'::regnamespace");
+      const cleanTables = new Set(tables.rows.map((row) => Number(row.oid)).filter((oid) => !maskedTables.has(oid)));
+      return { masked, cleanTables };
     } finally {
       await client.end().catch(() => {});
     }

@@ -4,7 +4,7 @@
  * detectors), or known clean; each DataRow is then rewritten only if something in it must change. Rows that need no
  * change are forwarded as they are.
  */
-import { columnKey, type MaskedColumnKeys } from './catalog.js';
+import { columnKey, NO_MASKED_COLUMNS, type MaskedColumnKeys } from './catalog.js';
 import type { Masker } from './mask.js';
 import { readDataRowColumns, writeDataRow, type ResultField } from './row-messages.js';
 
@@ -21,10 +21,10 @@ export class ResultMasker {
     private readonly masker: Masker,
   ) {
     this.plan = fields.map((field) => {
-      if (field.tableOid !== 0 && maskedKeys.has(columnKey(field.tableOid, field.attnum))) return 'mask';
-      // A column of a table that holds no masked column is clean; anything else (expressions, views, subqueries
-      // over masked columns) has lineage we do not prove here, so its values are scanned.
-      if (field.tableOid !== 0 && !this.tableHasMaskedColumns(maskedKeys, field.tableOid)) return 'pass';
+      if (field.tableOid !== 0 && maskedKeys.masked.has(columnKey(field.tableOid, field.attnum))) return 'mask';
+      // A column of a plain table that holds no masked column is clean; anything else (expressions, views,
+      // functions over masked columns) has lineage we do not prove here, so its values are scanned.
+      if (maskedKeys.cleanTables.has(field.tableOid)) return 'pass';
       return 'scan';
     });
   }
@@ -42,7 +42,7 @@ export class ResultMasker {
       typeOid: 25,
       format: 0,
     }));
-    return new ResultMasker(fields, new Set(), masker);
+    return new ResultMasker(fields, NO_MASKED_COLUMNS, masker);
   }
 
   /** Whether any column needs work at all; when not, DataRows can stream untouched. */
@@ -80,11 +80,5 @@ export class ResultMasker {
       }
     }
     return changed ? writeDataRow(columns) : null;
-  }
-
-  private tableHasMaskedColumns(keys: MaskedColumnKeys, tableOid: number): boolean {
-    const prefix = `${tableOid}:`;
-    for (const key of keys) if (key.startsWith(prefix)) return true;
-    return false;
   }
 }
