@@ -63,11 +63,13 @@ function ibanValid(candidate: string): boolean {
  * replaces only characters that cannot break JSON, array or record syntax.
  */
 const DETECTORS: Detector[] = [
-  { kind: 'email', pattern: /[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}/g },
-  { kind: 'iban', pattern: /\b[A-Z]{2}\d{2}[A-Z0-9]{11,30}\b/g, confirm: ibanValid },
-  { kind: 'card', pattern: /\b\d(?:[ -]?\d){12,18}\b/g, confirm: (match) => luhnValid(match.replace(/\D/g, '')) },
-  { kind: 'ssn', pattern: /\b\d{3}-\d{2}-\d{4}\b/g },
-  { kind: 'phone', pattern: /(?:\+\d{1,3}[-. ]?)?\(?\b\d{3}\)?[-. ]\d{3}[-. ]\d{4}\b/g },
+  // RFC 5322 atext in the local part (not only the common letters), any dotted domain.
+  { kind: 'email', pattern: /[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+/g },
+  // Digit runs are delimited by non-digits, not word boundaries: 'x4111…' must still be found.
+  { kind: 'iban', pattern: /(?<![A-Z0-9])[A-Z]{2}\d{2}[A-Z0-9]{11,30}(?![A-Z0-9])/g, confirm: ibanValid },
+  { kind: 'card', pattern: /(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)/g, confirm: (match) => luhnValid(match.replace(/\D/g, '')) },
+  { kind: 'ssn', pattern: /(?<!\d)\d{3}-\d{2}-\d{4}(?!\d)/g },
+  { kind: 'phone', pattern: /(?:\+\d{1,3}[-. ]?)?\(?(?<!\d)\d{3}\)?[-. ]\d{3}[-. ]\d{4}(?!\d)/g },
 ];
 
 /** Partial masks keep just enough to recognise a value (domain, last four digits), never enough to use it. */
