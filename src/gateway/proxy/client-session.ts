@@ -48,7 +48,7 @@ import {
 } from '../wire/protocol.js';
 import type { CancelKeyRegistry } from './cancel-keys.js';
 import { cancelUpstream, connectUpstream, FORWARDED_STARTUP_PARAMETERS, UpstreamError, type UpstreamConnection } from './upstream.js';
-import type { MaskedColumnCatalog, MaskedColumnKeys } from '../masking/catalog.js';
+import { NO_MASKED_COLUMNS, type MaskedColumnCatalog, type MaskedColumnKeys } from '../masking/catalog.js';
 import type { Masker } from '../masking/mask.js';
 import { ResultMasker } from '../masking/result-masker.js';
 import { parseRowDescription } from '../masking/row-messages.js';
@@ -165,7 +165,7 @@ export class ClientSession {
   private maskedInFlight = 0;
   private currentMasker: ResultMasker | null = null;
   /** "oid:attnum" of the target's masked columns, resolved at login and after DDL. */
-  private maskedKeys: MaskedColumnKeys = new Set();
+  private maskedKeys: MaskedColumnKeys = NO_MASKED_COLUMNS;
   private dataRows = 0;
   private transactionStatus = TransactionStatus.Idle;
   private busy = false;
