@@ -134,7 +134,7 @@ describe('audit trail', () => {
 
   it('attributes statements to the identity that sent them when two people use the gateway at once', async () => {
     const other = `audit-${randomBytes(4).toString('hex')}`;
-    const otherTunnel = await openTunnel(other, { credential: await mintCredential(other) });
+    const otherTunnel = await openTunnel(other, { credential: await mintCredential(other, { groups: ['engineering'] }) });
     const otherClient = new pg.Client(otherTunnel.pgConfig);
     try {
       await otherClient.connect();

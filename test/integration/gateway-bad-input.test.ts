@@ -240,7 +240,7 @@ describe('gateway with bad input', () => {
   describe('credentials', () => {
     it('refuses an expired credential with 28P01, "expired" and a hint to run dbgate login', async () => {
       const user = unique('expired');
-      const credential = await mintCredential(user, { ttl: '1s' });
+      const credential = await mintCredential(user, { groups: ['engineering'], ttl: '1s' });
       await sleep(1_500);
       const application = unique('app');
       const error = await refusal(gatewayConfig(user, credential, { applicationName: application }));
@@ -276,7 +276,7 @@ describe('gateway with bad input', () => {
 
     it('refuses a credential whose session was revoked in the state store with 28P01 "revoked"', async () => {
       const user = unique('revoked');
-      const credential = await mintCredential(user);
+      const credential = await mintCredential(user, { groups: ['engineering'] });
       const before = new pg.Client(gatewayConfig(user, credential));
       await before.connect(); // accepted while the session stands
       await before.end();
@@ -425,7 +425,7 @@ describe('gateway with bad input', () => {
     it('answers a message claiming 0x7fffffff bytes after login with 08P01, closes, and ends the upstream session', async () => {
       const user = unique('huge');
       const application = unique('app');
-      const client = await WireClient.login(user, await mintCredential(user), application);
+      const client = await WireClient.login(user, await mintCredential(user, { groups: ['engineering'] }), application);
       expect(await activeServiceBackends(admin, application)).toHaveLength(1);
 
       const started = Date.now();
@@ -448,7 +448,9 @@ describe('gateway with bad input', () => {
       const user = unique('midresult');
       const application = unique('app');
       const sql = `select g, repeat('x', 1000) from generate_series(1, 5000000) g`;
-      const client = await WireClient.login(user, await mintCredential(user), application);
+      // security: read access on prod-orders without masking, so the rows stream as fast as the server sends them
+      // (results for engineering and agents are scanned for personal data on the way, which is slower).
+      const client = await WireClient.login(user, await mintCredential(user, { groups: ['security'] }), application);
       client.socket.write(serialize.query(sql));
       expect(await client.waitForRows(100)).toBe(true);
       // Stop reading: backpressure keeps the server busy sending, so the query is visibly still running.
@@ -466,7 +468,7 @@ describe('gateway with bad input', () => {
       const user = unique('sleeper');
       const application = unique('app');
       const sql = 'select pg_sleep(30)';
-      const client = await WireClient.login(user, await mintCredential(user), application);
+      const client = await WireClient.login(user, await mintCredential(user, { groups: ['engineering'] }), application);
       client.socket.write(serialize.query(sql));
       const running = async (): Promise<boolean> =>
         (await activeServiceBackends(admin, application)).some((b) => b.state === 'active' && b.query === sql);

@@ -79,7 +79,7 @@ describe('gateway startup', () => {
   });
 
   it('refuses a credential presented for another user name, naming both', async () => {
-    const credential = await mintCredential('alice');
+    const credential = await mintCredential('alice', { groups: ['engineering'] });
     await expect(gatewayClient('bob', credential)).rejects.toMatchObject({
       code: '28000',
       message: 'dbgate: the credential belongs to "alice", but the connection asked for user "bob"',
@@ -87,7 +87,7 @@ describe('gateway startup', () => {
   });
 
   it('logs in with the credential as password and reports the gateway-issued cancel key, not the upstream one', async () => {
-    const credential = await mintCredential('alice');
+    const credential = await mintCredential('alice', { groups: ['engineering'] });
     const client = await gatewayClient('alice', credential);
     try {
       const { rows } = await client.query<{ pid: number }>('select pg_backend_pid() as pid');

@@ -128,6 +128,8 @@ function parseBindExecute(text: string, values: Array<string | null>): Buffer[] 
 
 const PIPELINE_TABLE = 'node_pg_pipeline_items';
 const CANCEL_APPLICATION = 'node-pg-cancel-test';
+const SCRATCH_TARGET = 'scratch';
+const SCRATCH_DATABASE = 'dbgate_scratch';
 
 describe('node-postgres through tunnel and gateway', () => {
   let tunnel: OpenTunnel;
@@ -135,9 +137,11 @@ describe('node-postgres through tunnel and gateway', () => {
   let client: pg.Client;
 
   beforeAll(async () => {
-    // bob (dba) may write: the pipeline tests insert rows, the bytea test creates a temp table.
-    tunnel = await openTunnel('bob', { credential: await mintCredential('bob', { groups: ['dba'] }) });
-    admin = await directClient();
+    // bob (dba) on the dev stack's `scratch` target (database dbgate_scratch): the pipeline tests insert rows and the
+    // bytea test creates a temp table, which is DDL — held for an approval on prod-orders, but dba is admin on
+    // scratch with no guardrail rules. The tables these tests look at directly therefore live in dbgate_scratch.
+    tunnel = await openTunnel('bob', { credential: await mintCredential('bob', { groups: ['dba'] }), target: SCRATCH_TARGET });
+    admin = await directClient(SCRATCH_DATABASE);
     await admin.query(`drop table if exists ${PIPELINE_TABLE}`);
     await admin.query(`create table ${PIPELINE_TABLE} (id int primary key, note text)`);
     await admin.query(`grant all on ${PIPELINE_TABLE} to dbgate_service`);

@@ -3,6 +3,10 @@
  * client can connect: TLS, user = the identity, database = the target, PGPASSWORD = the dbgate credential.
  * It initialises its tables through the gateway (DDL, COPY, VACUUM) and then runs the read-only workload in each
  * query mode: simple protocol, extended protocol with unnamed statements, and named prepared statements.
+ *
+ * It runs as bob (group dba) on the dev stack's `scratch` target (database dbgate_scratch), where the demo policy
+ * gives dba admin access and no guardrails: creating, filling and vacuuming tables is what that target is for, while
+ * on prod-orders schema changes are held for an approval.
  */
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +14,9 @@ import type pg from 'pg';
 import { directClient, mintCredential, sharedStack } from '../support/stack.js';
 
 const PGBENCH_TABLES = ['pgbench_accounts', 'pgbench_branches', 'pgbench_history', 'pgbench_tellers'];
+/** The dev stack's playground target and the database behind it (dba: admin, no guardrail rules). */
+const SCRATCH_TARGET = 'scratch';
+const SCRATCH_DATABASE = 'dbgate_scratch';
 
 /** Runs pgbench to completion without blocking the event loop. */
 function pgbench(env: NodeJS.ProcessEnv, args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
@@ -35,15 +42,15 @@ describe('pgbench through the gateway', () => {
   let env: NodeJS.ProcessEnv;
 
   beforeAll(async () => {
-    admin = await directClient();
+    admin = await directClient(SCRATCH_DATABASE);
     const { gateway } = sharedStack();
     env = {
       ...process.env,
       PGHOST: gateway.pgHost,
       PGPORT: String(gateway.pgPort),
-      PGUSER: 'alice',
-      PGPASSWORD: await mintCredential('alice', { groups: ['engineering'] }),
-      PGDATABASE: 'prod-orders',
+      PGUSER: 'bob',
+      PGPASSWORD: await mintCredential('bob', { groups: ['dba'] }),
+      PGDATABASE: SCRATCH_TARGET,
       PGSSLMODE: 'require',
       PGCONNECT_TIMEOUT: '10',
       PGAPPNAME: 'pgbench-through-gateway',

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
-import { activeServiceBackends, directClient, eventually, openTunnel, type OpenTunnel } from '../support/stack.js';
+import { activeServiceBackends, directClient, eventually, mintCredential, openTunnel, type OpenTunnel } from '../support/stack.js';
 
 /** Runs psql to completion without blocking the event loop (the tunnel under test lives in this process). */
 function psql(tunnel: OpenTunnel, args: string[], input = ''): Promise<{ status: number | null; stdout: string; stderr: string }> {
@@ -29,7 +29,9 @@ describe('psql through tunnel and gateway', () => {
   let workDir: string;
 
   beforeAll(async () => {
-    tunnel = await openTunnel('alice');
+    // bob (dba) has write access on prod-orders: \copy into a table, INSERT in a transaction and NOTIFY are writes,
+    // which the demo policy denies to read-only groups and holds for engineering.
+    tunnel = await openTunnel('bob', { credential: await mintCredential('bob', { groups: ['dba'] }) });
     admin = await directClient();
     workDir = await mkdtemp(join(tmpdir(), 'dbgate-psql-'));
     await admin.query('create table if not exists psql_copy_test (id int primary key, note text)');
@@ -46,7 +48,7 @@ describe('psql through tunnel and gateway', () => {
   it('reports the tunnel as the server in \\conninfo and runs selects against the target', async () => {
     const result = await psql(tunnel, ['-c', '\\conninfo', '-c', 'select count(*) as customers from customers']);
     expect(result.stderr).toBe('');
-    expect(result.stdout).toContain(`connected to database "prod-orders" as user "alice" on host "127.0.0.1" at port "${tunnel.port}"`);
+    expect(result.stdout).toContain(`connected to database "prod-orders" as user "bob" on host "127.0.0.1" at port "${tunnel.port}"`);
     expect(result.stdout).toMatch(/customers\s*\n-+\n\s*1000\n/);
   });
 

@@ -5,7 +5,9 @@
  * unavailable, never the server's words or the service password.
  *
  * A gateway runs in-process, with a config written here exactly as an operator would write one, in front of a
- * PostgreSQL cluster of this file's own; its state store is the shared cluster's dbgate_state database.
+ * PostgreSQL cluster of this file's own; its state store is the shared cluster's dbgate_state database. Its policy
+ * grants the test's group admin on every target, so whatever a test sees comes from the login, not from a rule.
+ * A second gateway with the same config minus its `policy:` section shows that no policy means nothing runs.
  */
 import { randomBytes } from 'node:crypto';
 import { chmod, chown, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
@@ -44,6 +46,9 @@ const targets = [
 ] as const;
 
 const WRONG_SERVICE_PASSWORD = `wrong-${password()}`;
+
+/** The group the test's credentials carry; the policy grants it admin on every target of the gateway. */
+const GROUP = 'upstream-testers';
 
 async function query<T extends pg.QueryResultRow>(config: pg.ClientConfig, sql: string): Promise<T[]> {
   const client = new pg.Client(config);
@@ -86,10 +91,13 @@ describe('gateway login to targets', () => {
   const logLines: Array<{ event: string; fields: Record<string, unknown> }> = [];
   const log: Logger = { log: (_level, event, fields = {}) => logLines.push({ event, fields }) };
 
+  /** The config file's content; the fail-closed test starts a second gateway from it without the policy section. */
+  let config: Record<string, unknown>;
+
   /** A credential for `subject`, minted and recorded the way the gateway's own mint path does it. */
-  async function credentialFor(subject: string): Promise<string> {
-    const { token, identity } = await gateway.credentials.issueCredential({ subject, groups: ['engineering'], ttlMs: 10 * 60_000 });
-    await gateway.store.recordSession({
+  async function credentialFor(subject: string, on: RunningGateway = gateway): Promise<string> {
+    const { token, identity } = await on.credentials.issueCredential({ subject, groups: [GROUP], ttlMs: 10 * 60_000 });
+    await on.store.recordSession({
       sessionId: identity.sessionId,
       subject,
       kind: identity.kind,
@@ -102,13 +110,13 @@ describe('gateway login to targets', () => {
     return token;
   }
 
-  async function clientConfig(target: string): Promise<pg.ClientConfig> {
+  async function clientConfig(target: string, on: RunningGateway = gateway): Promise<pg.ClientConfig> {
     const subject = `upstream-${randomBytes(4).toString('hex')}`;
     return {
-      host: gateway.pg.host,
-      port: gateway.pg.port,
+      host: on.pg.host,
+      port: on.pg.port,
       user: subject,
-      password: await credentialFor(subject),
+      password: await credentialFor(subject, on),
       database: target,
       ssl: false,
     };
@@ -170,7 +178,7 @@ describe('gateway login to targets', () => {
     configTargets['tls-role-in-plaintext'] = { ...upstream, user: roles.tls.name, tls: 'disable', password_file: `secrets/via-tls` };
     configTargets['wrong-password'] = { ...upstream, user: roles.scram.name, password_file: await secret('wrong', WRONG_SERVICE_PASSWORD) };
 
-    const config = {
+    config = {
       name: 'upstream-login',
       listen: { pg: '127.0.0.1:0', api: '127.0.0.1:0' },
       tls: { cert_file: 'gateway.crt', key_file: 'gateway.key', require: false },
@@ -178,6 +186,9 @@ describe('gateway login to targets', () => {
       state_store: { url: shared.toString(), password_file: stateStorePassword },
       targets: configTargets,
       limits: { upstream_connect_timeout: '5s' },
+      policy: {
+        grants: [{ groups: [GROUP], targets: Object.keys(configTargets), access: 'admin' }],
+      },
     };
     const configFile = join(configDir, 'gateway.yaml');
     await writeFile(configFile, stringify(config), { mode: 0o600 });
@@ -241,5 +252,38 @@ describe('gateway login to targets', () => {
   it('keeps serving after a failed upstream login', async () => {
     const rows = await query<{ who: string }>(await clientConfig('via-scram'), 'select current_user as who');
     expect(rows).toEqual([{ who: roles.scram.name }]);
+  });
+
+  describe('without a policy section', () => {
+    let unpoliced: RunningGateway;
+
+    beforeAll(async () => {
+      const { policy: _policy, ...withoutPolicy } = config;
+      const configFile = join(configDir, 'gateway-without-policy.yaml');
+      await writeFile(configFile, stringify(withoutPolicy), { mode: 0o600 });
+      const loaded = await loadGatewayConfig(configFile, {});
+      expect(loaded.policy).toBeUndefined();
+      unpoliced = await startGateway(loaded, { log: { log: () => {} } });
+    });
+
+    afterAll(async () => {
+      await unpoliced?.close();
+    });
+
+    it('fails closed: the login works, but `select 1` is refused with 42501 "no policy configured"', async () => {
+      const client = new pg.Client(await clientConfig('via-scram', unpoliced));
+      await client.connect(); // the upstream login is not what stops it
+      try {
+        const error = await client.query('select 1').then(() => undefined, (e: unknown) => e);
+        expect(error).toBeInstanceOf(DatabaseError);
+        expect((error as DatabaseError).severity).toBe('ERROR');
+        expect((error as DatabaseError).code).toBe('42501');
+        expect((error as DatabaseError).message).toContain('no policy configured');
+        // Refused, not broken: the connection stays open and refuses the next statement the same way.
+        await expect(client.query('select 1')).rejects.toMatchObject({ code: '42501' });
+      } finally {
+        await client.end();
+      }
+    });
   });
 });
