@@ -16,7 +16,16 @@ import type { Policy } from './policy.js';
 export interface SessionPolicyState {
   /** The session's search_path, unquoted (`['$user', 'public']`). */
   searchPath: string[];
+  /**
+   * Decisions already taken on this connection, by statement text. Everything else a decision depends on (policy,
+   * identity, target) is fixed for the connection; the proxy clears this when the search_path changes. It spares
+   * pgbench-style repeated statements even the shared cache's key building.
+   */
+  decisions: Map<string, StatementDecision>;
 }
+
+/** Per-connection decision memo size; a client cycling through more distinct statements uses the shared cache. */
+const SESSION_DECISIONS_LIMIT = 256;
 
 /** Everything known about the connection a statement arrives on. */
 export interface ConnectionContext {
@@ -99,35 +108,13 @@ export function createPolicyStatementHook({ audit, policy, cache }: PolicyHookOp
         return refusal('builtin:fastpath', 'dbgate: the fastpath function-call protocol cannot be checked by policy, so it is not allowed',
           'call the function in a SELECT statement instead');
       }
-      const { identity, target, session } = connection;
-      const { decision, classification } = cache.decide(policy, {
-        identity: { subject: identity.subject, groups: identity.groups, kind: identity.kind },
-        target: target.name,
-        searchPath: session.searchPath,
-        sql: event.text,
-      });
-      const changesSchema = classification.statements.some((statement) => statement.kinds.includes('ddl'));
-      const searchPathChanged = decision.searchPath.join('\u0000') !== session.searchPath.join('\u0000');
-      const common = { rule: decision.ruleId, changesSchema, ...(searchPathChanged ? { searchPathAfter: decision.searchPath } : {}) };
-      if (decision.action === 'deny' || decision.action === 'hold') {
-        return {
-          ...common,
-          action: decision.action,
-          error: {
-            severity: 'ERROR',
-            code: SqlState.insufficientPrivilege,
-            message: decision.message,
-            detail: decision.detail,
-            hint: decision.hint,
-          },
-        };
-      }
-      if (decision.action === 'mask' && classification.statements.some((statement) => statement.kind === 'copy')) {
-        // COPY TO streams rows in its own format and COPY FROM could be aimed at masked tables: not for masked users.
-        return refusal(decision.ruleId, 'dbgate: COPY is not available to you on this target because its data is masked',
-          'use SELECT: masked columns are masked in query results');
-      }
-      return { ...common, action: decision.action };
+      const { session } = connection;
+      const remembered = session.decisions.get(event.text);
+      if (remembered) return remembered;
+      const decided = decideWithPolicy(policy, cache, connection, event.text);
+      if (session.decisions.size >= SESSION_DECISIONS_LIMIT) session.decisions.clear();
+      session.decisions.set(event.text, decided);
+      return decided;
     },
 
     recordStatement(connection, statement) {
@@ -156,4 +143,37 @@ export function createPolicyStatementHook({ audit, policy, cache }: PolicyHookOp
       });
     },
   };
+}
+
+/** The policy's decision for one statement text on this connection (before per-connection memoisation). */
+function decideWithPolicy(policy: Policy, cache: DecisionCache, connection: ConnectionContext, text: string): StatementDecision {
+  const { identity, target, session } = connection;
+  const { decision, classification } = cache.decide(policy, {
+    identity: { subject: identity.subject, groups: identity.groups, kind: identity.kind },
+    target: target.name,
+    searchPath: session.searchPath,
+    sql: text,
+  });
+  const changesSchema = classification.statements.some((statement) => statement.kinds.includes('ddl'));
+  const searchPathChanged = decision.searchPath.join('\u0000') !== session.searchPath.join('\u0000');
+  const common = { rule: decision.ruleId, changesSchema, ...(searchPathChanged ? { searchPathAfter: decision.searchPath } : {}) };
+  if (decision.action === 'deny' || decision.action === 'hold') {
+    return {
+      ...common,
+      action: decision.action,
+      error: {
+        severity: 'ERROR',
+        code: SqlState.insufficientPrivilege,
+        message: decision.message,
+        detail: decision.detail,
+        hint: decision.hint,
+      },
+    };
+  }
+  if (decision.action === 'mask' && classification.statements.some((statement) => statement.kind === 'copy')) {
+    // COPY TO streams rows in its own format and COPY FROM could be aimed at masked tables: not for masked users.
+    return refusal(decision.ruleId, 'dbgate: COPY is not available to you on this target because its data is masked',
+      'use SELECT: masked columns are masked in query results');
+  }
+  return { ...common, action: decision.action };
 }

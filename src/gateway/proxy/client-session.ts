@@ -389,7 +389,7 @@ export class ClientSession {
       identity,
       target,
       clientAddress: this.clientAddress,
-      session: { searchPath: startupSearchPath(this.startupParameters.get('search_path')) },
+      session: { searchPath: startupSearchPath(this.startupParameters.get('search_path')), decisions: new Map() },
     };
     try {
       this.maskedKeys = await this.deps.maskCatalog.resolve(target);
@@ -758,7 +758,11 @@ export class ClientSession {
 
   /** What a statement that ran changes for the decisions after it. */
   private applySessionEffects(decision: StatementDecision): void {
-    if (decision.searchPathAfter) this.context!.session.searchPath = decision.searchPathAfter;
+    if (decision.searchPathAfter) {
+      this.context!.session.searchPath = decision.searchPathAfter;
+      // Decisions depend on the search_path (which table an unqualified name means): forget the memo.
+      this.context!.session.decisions.clear();
+    }
     if (decision.changesSchema && this.target) {
       // Masked columns may have moved (dropped and re-added): resolve again; until then detectors cover them.
       this.deps.maskCatalog.invalidate(this.target.name);
