@@ -132,6 +132,15 @@ async function startDevStackOn(upstream: string, stateDir: string, options: DevS
     ...(options.log ? { log: (line: string) => options.log!.log('info', 'idp', { line }) } : {}),
   });
 
+  /** A target on the upstream server, reached as the service role. */
+  const serviceTarget = (database: string, description: string): Record<string, unknown> => ({
+    host: upstreamUrl.hostname.replace(/^\[|\]$/g, ''),
+    port: Number(upstreamUrl.port || 5432),
+    database,
+    user: DEV_SERVICE_ROLE,
+    password_file: 'secrets/service-password',
+    description,
+  });
   const stateStoreUrl = new URL(upstreamUrl.toString());
   stateStoreUrl.password = '';
   stateStoreUrl.pathname = `/${DEV_STATE_DATABASE}`;
@@ -160,22 +169,9 @@ async function startDevStackOn(upstream: string, stateDir: string, options: DevS
     // The demo policy of DESIGN.md: masking for engineering and agents, guardrails on prod-orders, a playground.
     ...(parseYaml(DEMO_POLICY_YAML) as { policy: unknown }),
     targets: {
-      [DEV_SCRATCH_TARGET]: {
-        host: upstreamUrl.hostname.replace(/^\[|\]$/g, ''),
-        port: Number(upstreamUrl.port || 5432),
-        database: DEV_SCRATCH_DATABASE,
-        user: DEV_SERVICE_ROLE,
-        password_file: 'secrets/service-password',
-        description: 'a playground database for experiments and benchmarks (dba: admin, no guardrails)',
-      },
-      [DEMO_TARGET_NAME]: {
-        host: upstreamUrl.hostname.replace(/^\[|\]$/g, ''),
-        port: Number(upstreamUrl.port || 5432),
-        database: DEMO_DATABASE,
-        user: DEV_SERVICE_ROLE,
-        password_file: 'secrets/service-password',
-        description: 'demo orders database (customers, orders, payments)',
-      },
+      [DEV_SCRATCH_TARGET]: serviceTarget(DEV_SCRATCH_DATABASE,
+        'a playground database for experiments and benchmarks (dba: admin, no guardrails)'),
+      [DEMO_TARGET_NAME]: serviceTarget(DEMO_DATABASE, 'demo orders database (customers, orders, payments)'),
     },
   };
   const configFile = join(stateDir, DEV_CONFIG_FILE);
