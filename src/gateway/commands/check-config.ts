@@ -12,6 +12,20 @@ export async function checkConfigRun(file: string, context: CommandContext): Pro
   for (const target of config.targets.values()) {
     writeLine(context.stdout, `  target ${target.name} -> ${target.host}:${target.port}/${target.database} as ${target.user} (tls ${target.tls})`);
   }
+  writeLine(context.stdout, config.identity
+    ? `  logins through ${config.identity.issuer} (client ${config.identity.clientId}, groups from claim "${config.identity.groupsClaim}")`
+    : '  no identity provider: only minted credentials are accepted');
+  const policy = config.policy;
+  if (!policy) {
+    writeLine(context.stderr, `warning: ${config.source} has no policy section: every statement will be denied (fail closed)`);
+    return;
+  }
+  writeLine(context.stdout, `  policy ${policy.version}: ${policy.grants.length} grant(s), ${policy.rules.length} rule(s)` +
+    `, inference protection ${policy.inferenceProtection ? 'on' : 'off'}`);
+  for (const grant of policy.grants) {
+    writeLine(context.stdout, `    grant ${grant.access} on ${[...grant.targets].join(', ')} to ${[...grant.groups].join(', ')}`);
+  }
+  for (const rule of policy.rules) writeLine(context.stdout, `    rule ${rule.id}: ${rule.action}`);
 }
 
 export function registerCheckConfig(program: Command, context: CommandContext): void {
