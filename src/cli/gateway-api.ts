@@ -2,7 +2,7 @@
  * The CLI side of the gateway's HTTP API (/v1). Every failure becomes a DbgateError that says what happened and
  * what to do; the gateway's own message and hint are passed on as they are.
  */
-import type { ApiErrorBody, CredentialRequest, CredentialResponse, WhoAmIResponse } from '../shared/api.js';
+import type { ApiErrorBody, CredentialRequest, CredentialResponse, TargetSummary, TargetsResponse, WhoAmIResponse } from '../shared/api.js';
 import { DbgateError } from '../shared/errors.js';
 import { loginFailed } from './cli-errors.js';
 
@@ -46,6 +46,20 @@ export class GatewayApi {
     } catch (error) {
       throw sessionError(error);
     }
+  }
+
+  /** GET /v1/targets: the targets this credential's groups may reach, with the access level. */
+  async listTargets(credential: string): Promise<TargetSummary[]> {
+    let response: TargetsResponse;
+    try {
+      response = await this.call<TargetsResponse>('GET', '/v1/targets', { credential });
+    } catch (error) {
+      throw sessionError(error);
+    }
+    if (!Array.isArray(response?.targets)) {
+      throw new DbgateError('GATEWAY_UNREACHABLE', `GET ${new URL('/v1/targets', this.url).href} answered with something other than a list of targets`);
+    }
+    return response.targets;
   }
 
   /** DELETE /v1/credentials/current: ends the credential's session; the gateway closes its live connections. */

@@ -37,6 +37,22 @@ export interface WhoAmIResponse {
   gateway: string;
 }
 
+/** A target's access level for the caller: the highest any of their groups is granted by the policy. */
+export type TargetAccess = 'read' | 'write' | 'admin';
+
+/** One target the caller may reach. */
+export interface TargetSummary {
+  name: string;
+  access: TargetAccess;
+  /** The operator's description from the gateway config, or null. */
+  description: string | null;
+}
+
+/** GET /v1/targets: the targets the caller's groups are granted, sorted by name. */
+export interface TargetsResponse {
+  targets: TargetSummary[];
+}
+
 /** Every non-2xx answer. `error` is a stable code; `message` says what happened and `hint` what to do. */
 export interface ApiErrorBody {
   error: 'invalid_request' | 'invalid_token' | 'login_disabled' | 'revoked' | 'not_found' | 'internal_error';

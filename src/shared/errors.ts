@@ -28,6 +28,7 @@ export type DbgateErrorCode =
   | 'PENDING_APPROVAL'
   | 'AUDIT_CHAIN_BROKEN'
   | 'LOGIN_FAILED'
+  | 'QUERY_FAILED'
   | 'SECRET_STORE_UNAVAILABLE'
   | 'IO';
 

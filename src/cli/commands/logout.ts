@@ -84,5 +84,12 @@ export function registerLogout(program: Command, context: CommandContext): void 
     .command('logout')
     .description('end your session at the gateway and delete the stored login')
     .option('--profile <name>', 'the login to end (default: DBGATE_PROFILE or "default")')
+    .addHelpText('after', [
+      '',
+      'Examples:',
+      '  dbgate logout',
+      '  dbgate logout --profile staging',
+      '',
+    ].join('\n'))
     .action((flags: LogoutOptions) => logoutRun(flags, context));
 }

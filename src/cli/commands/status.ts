@@ -150,5 +150,13 @@ export function registerStatus(program: Command, context: CommandContext): void 
     .option('--profile <name>', 'the login to show (default: DBGATE_PROFILE or "default")')
     .option('--gateway <url>', 'gateway API URL (default: DBGATE_GATEWAY or the stored login)')
     .option('--json', 'print one JSON object (stable shape) on stdout')
+    .addHelpText('after', [
+      '',
+      'Examples:',
+      '  dbgate status',
+      '  dbgate status --json | jq -r .expires_at',
+      '  dbgate status --profile staging',
+      '',
+    ].join('\n'))
     .action((flags: StatusOptions) => statusRun(flags, context));
 }

@@ -1,16 +1,26 @@
 /**
- * The gateway's HTTP API: discovery, exchanging an IdP token for a dbgate credential, who-am-I, and revocation.
+ * The gateway's HTTP API: discovery, exchanging an IdP token for a dbgate credential, who-am-I, the caller's
+ * targets, and revocation.
  * Every error answer is an ApiErrorBody with a stable code, a message and, where useful, a hint.
  */
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { AddressInfo } from 'node:net';
-import type { ApiErrorBody, CredentialRequest, CredentialResponse, IdentitySummary, WhoAmIResponse } from '../../shared/api.js';
+import type {
+  ApiErrorBody,
+  CredentialRequest,
+  CredentialResponse,
+  IdentitySummary,
+  TargetSummary,
+  TargetsResponse,
+  WhoAmIResponse,
+} from '../../shared/api.js';
 import { API_VERSION, DISCOVERY_PATH, type DiscoveryDocument } from '../../shared/discovery.js';
-import { isLoopbackHost, type GatewayConfig } from '../config/load.js';
+import { isLoopbackHost, type GatewayConfig, type TargetConfig } from '../config/load.js';
 import { CredentialRejected, type Identity } from '../identity/credentials.js';
 import { IdpTokenRejected, type IdpTokenVerifier } from '../identity/idp-verifier.js';
 import { issueSessionCredential, type SessionIssuer } from '../identity/sessions.js';
 import type { Logger } from '../log.js';
+import { accessLevel, type Policy } from '../policy/policy.js';
 
 export interface ApiServer {
   url: string;
@@ -51,6 +61,19 @@ function summarize(identity: Identity): IdentitySummary {
     kind: identity.kind,
     actors: identity.actors,
   };
+}
+
+/**
+ * The targets `groups` may reach and at which level, by the same grant rule the policy engine enforces
+ * (policy.ts, accessLevel); it only describes access here and decides nothing. No policy: no targets.
+ */
+export function grantedTargets(policy: Policy | undefined, groups: readonly string[], targets: Iterable<TargetConfig>): TargetSummary[] {
+  const granted: TargetSummary[] = [];
+  for (const target of targets) {
+    const access = policy ? accessLevel(policy, groups, target.name) : undefined;
+    if (access !== undefined) granted.push({ name: target.name, access, description: target.description ?? null });
+  }
+  return granted.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
 export function buildApi(options: ApiServerOptions): FastifyInstance {
@@ -156,6 +179,11 @@ export function buildApi(options: ApiServerOptions): FastifyInstance {
       expires_at: new Date(identity.expiresAt).toISOString(),
       gateway: config.name,
     };
+  });
+
+  app.get('/v1/targets', async (request): Promise<TargetsResponse> => {
+    const identity = await authenticate(request);
+    return { targets: grantedTargets(config.policy, identity.groups, config.targets.values()) };
   });
 
   app.delete('/v1/credentials/current', async (request, reply) => {

@@ -24,6 +24,7 @@
  *       match: { groups: [engineering, agents] }
  *       action: mask
  *       columns: [customers.email, public.payments.card_number]
+ *       allow_inference: [order_by]   # optional: clauses in which these columns may still be used
  * ```
  *
  * Match fields (all optional; a rule matches when every field given matches, an empty match matches everything):
@@ -32,7 +33,7 @@
  * `where: present | absent`, `writes: true | false` (with `tables`: one of those tables is written).
  */
 import { z } from 'zod';
-import { DDL_ACTIONS, DDL_OBJECTS, STATEMENT_KINDS } from '../policy/classify.js';
+import { DDL_ACTIONS, DDL_OBJECTS, INFERENCE_CLAUSES, STATEMENT_KINDS } from '../policy/classify.js';
 
 /** Identifiers as policy files spell them: no dots, quotes or whitespace inside one part. */
 const part = '[^.\\s"()]+';
@@ -73,6 +74,11 @@ export const policyRuleSchema = z
     hint: z.string().min(1).optional(),
     /** For action mask: the columns to mask. */
     columns: z.array(columnName).min(1).optional(),
+    /**
+     * For action mask: clauses in which its columns may be used although inference protection is on (`where`,
+     * `join`, `order_by`, `group_by`, `distinct`, `having`, `window`, `set_operation`).
+     */
+    allow_inference: z.array(z.enum(INFERENCE_CLAUSES)).min(1).optional(),
   })
   .strict()
   .superRefine((rule, ctx) => {
@@ -81,6 +87,9 @@ export const policyRuleSchema = z
     }
     if (rule.action !== 'mask' && rule.columns !== undefined) {
       ctx.addIssue({ code: 'custom', message: 'columns only apply to action: mask', path: ['columns'] });
+    }
+    if (rule.action !== 'mask' && rule.allow_inference !== undefined) {
+      ctx.addIssue({ code: 'custom', message: 'allow_inference only applies to action: mask', path: ['allow_inference'] });
     }
   });
 
@@ -94,7 +103,10 @@ export const policyGrantSchema = z
 
 export const policySchema = z
   .object({
-    /** Deny predicates, ordering, grouping and joins on masked columns (they leak values by inference). */
+    /**
+     * Deny predicates, joins, ordering, grouping, DISTINCT, window partitions and set operations on masked columns
+     * (they leak the hidden values by inference). Per mask rule, `allow_inference` permits chosen clauses.
+     */
     inference_protection: z.boolean().default(true),
     /** Groups whose members may approve held statements; named in the hint of a hold. */
     approver_groups: z.array(groupOrTarget).default([]),

@@ -2,8 +2,9 @@
  * Statement classification on PostgreSQL's own grammar (libpg_query, compiled to WASM). `classifyStatements` parses
  * the text of one Query (or Parse) message once and describes every statement in it: what kind it is, which tables it
  * reads and writes, which functions it calls, whether its UPDATE/DELETE is bounded by a WHERE, what it changes in the
- * session, and — the part that makes dbgate fail closed — why it cannot be analysed when the parse tree does not show
- * what it will do (DO blocks with EXECUTE, SQL-level EXECUTE, COPY … PROGRAM, functions that run SQL strings…).
+ * session, which columns it filters, joins, sorts or groups by (inference.ts), and — the part that makes dbgate fail
+ * closed — why it cannot be analysed when the parse tree does not show what it will do (DO blocks with EXECUTE,
+ * SQL-level EXECUTE, COPY … PROGRAM, functions that run SQL strings…).
  *
  * No regular expressions ever look at SQL text: everything below walks the parse tree. The walk is generic (every
  * node, recursively) so that a construct nobody thought of still has its tables and function calls collected; only
@@ -14,6 +15,9 @@
 import { Buffer } from 'node:buffer';
 import type * as LibPgQuery from 'libpg-query';
 import { assessFunction, formatFunctionName, type FunctionName } from './functions.js';
+import { InferenceCollector, type InferenceColumn } from './inference.js';
+
+export { INFERENCE_CLAUSES, type InferenceClause, type InferenceColumn } from './inference.js';
 
 // ---------------------------------------------------------------------------------------------------------------------
 // The classification
@@ -130,6 +134,13 @@ export interface StatementInfo {
   /** All such reasons, structured, so the policy can tell a DO block from an unknown function. */
   unanalyzableReasons: UnanalyzableReason[];
   sessionEffects: SessionEffect[];
+  /**
+   * Columns the statement filters, joins, sorts, groups, deduplicates or partitions by (inference.ts), resolved to
+   * their tables through the FROM lists and the lineage of CTEs and subqueries. `column` is `*` where dbgate cannot
+   * tell which column of the table (a whole-row reference, NATURAL JOIN, `SELECT DISTINCT *`…). The policy denies
+   * those that are masked for the identity (inference protection).
+   */
+  inferenceColumns: InferenceColumn[];
   /** The statement's own text, trimmed, without the `;` separating it from the next one. */
   text: string;
 }
@@ -190,6 +201,7 @@ export function classifyStatements(sql: string): Classification {
     try {
       const analysis = new StatementAnalysis();
       analysis.analyzeTopLevel(raw.stmt, TOP_SCOPE);
+      analysis.collectInference(raw.stmt);
       return analysis.result(text);
     } catch (error) {
       // Fail closed: a tree the walk cannot handle (stack exhaustion on absurd nesting, a shape it did not expect)
@@ -259,6 +271,7 @@ class StatementAnalysis {
   private unboundedWrites = 0;
   private readonly reasons: UnanalyzableReason[] = [];
   private readonly effects: SessionEffect[] = [];
+  private readonly inference = new InferenceCollector();
 
   /** Walks one statement node (`{ SelectStmt: {...} }`, `{ DoStmt: {...} }`, …). */
   analyzeTopLevel(statement: Fields | undefined, scope: Scope): void {
@@ -299,11 +312,20 @@ class StatementAnalysis {
       unanalyzable: this.reasons[0]?.message ?? null,
       unanalyzableReasons: this.reasons,
       sessionEffects: this.effects,
+      inferenceColumns: this.inference.result(),
       text,
     };
     if (this.ddlObject !== undefined) info.ddlObject = this.ddlObject;
     if (this.ddlAction !== undefined) info.ddlAction = this.ddlAction;
     return info;
+  }
+
+  /**
+   * Finds the statement's inference columns (a separate pass: it needs the FROM scopes of each query level, which the
+   * generic walk does not keep). Nested statements — EXPLAIN's, PREPARE's, COPY's query — are part of the same tree.
+   */
+  collectInference(statement: Fields | undefined): void {
+    this.inference.collect(statement);
   }
 
   // --- recording --------------------------------------------------------------------------------------------------
@@ -516,7 +538,10 @@ class StatementAnalysis {
       this.addReason('do_block', `a statement in the DO block does not parse: ${(error as Error).message}`);
       return;
     }
-    for (const raw of statements) this.analyzeTopLevel(raw.stmt, scope);
+    for (const raw of statements) {
+      this.analyzeTopLevel(raw.stmt, scope);
+      this.collectInference(raw.stmt);
+    }
   }
 }
 
@@ -1103,6 +1128,7 @@ function unanalyzableStatement(text: string, message: string): StatementInfo {
     unanalyzable: message,
     unanalyzableReasons: [{ cause: 'analysis_failed', message }],
     sessionEffects: [],
+    inferenceColumns: [],
     text,
   };
 }

@@ -42,8 +42,15 @@
  * permission is not. A rule naming a bare `table` matches that table in every schema — binding it to the session's
  * search_path would let `SET search_path` move the rule away from the table.
  *
- * `inference_protection` is carried for the masking stage (predicates and ordering on masked columns); rule matching
- * does not use it yet.
+ * 5. **Inference protection** (`inference_protection`, default on): when a mask rule matches a statement, a column it
+ *    masks that the statement filters, joins, sorts, groups, deduplicates, partitions or compares by (its
+ *    `inferenceColumns`, inference.ts) → deny (`builtin:inference`): masking the output does not help when the WHERE
+ *    clause can test the hidden value. Columns resolve like tables above (restriction semantics); a bare `table.column`
+ *    matches the table in every schema; an inference column `*` (whole-row references, NATURAL JOIN, `SELECT DISTINCT
+ *    *`…) stands for every masked column of its table. A mask rule's `allow_inference: [where, order_by, …]` permits
+ *    those clauses for its columns; `inference_protection: false` turns the check off for the whole policy. It applies
+ *    whatever else decides — a held UPDATE whose WHERE tests a masked column is denied, since running it (approved or
+ *    not) would tell its author whether the hidden value matched.
  */
 import { createHash } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
@@ -53,6 +60,8 @@ import type {
   Classification,
   DdlAction,
   DdlObject,
+  InferenceClause,
+  InferenceColumn,
   SessionEffect,
   StatementInfo,
   StatementKind,
@@ -93,6 +102,8 @@ export interface PolicyRule {
   hint: string | undefined;
   /** For mask rules: `table.column` or `schema.table.column`, lower-case. */
   columns: readonly string[];
+  /** For mask rules: the clauses in which its columns may be used despite inference protection (`allow_inference`). */
+  allowInference: ReadonlySet<InferenceClause>;
   match: CompiledMatch;
 }
 
@@ -140,6 +151,7 @@ export function compilePolicy(file: PolicyConfigFile): Policy {
         reason: rule.reason,
         hint: rule.hint,
         columns: (rule.columns ?? []).map((column) => column.toLowerCase()),
+        allowInference: new Set(rule.allow_inference ?? []),
         match,
       };
     }),
@@ -430,6 +442,39 @@ class EvaluationContext {
       }, `the call of ${fn}()`);
       if (verdict) yield verdict;
     }
+
+    const inference = this.inferenceVerdict(statement, matched, searchPath);
+    if (inference) yield inference;
+  }
+
+  /**
+   * Inference protection: the first use of a masked column in a clause that reveals its values (WHERE, JOIN, ORDER BY,
+   * GROUP BY, DISTINCT, HAVING, window, set operations), for the mask rules that match this statement.
+   */
+  private inferenceVerdict(statement: StatementInfo, matched: readonly PolicyRule[], searchPath: readonly string[]):
+    Verdict | undefined {
+    if (!this.policy.inferenceProtection || statement.inferenceColumns.length === 0) return undefined;
+    const maskRules = matched.filter((rule) => rule.action === 'mask');
+    if (maskRules.length === 0) return undefined;
+    for (const used of statement.inferenceColumns) {
+      for (const rule of maskRules) {
+        if (rule.allowInference.has(used.clause)) continue;
+        const masked = maskedColumnUsed(rule, used, searchPath);
+        if (masked === undefined) continue;
+        const table = used.schema === null ? used.table : `${used.schema}.${used.table}`;
+        const column = `${table}.${masked}`;
+        return {
+          action: 'deny',
+          ruleId: 'builtin:inference',
+          message: `dbgate: ${INFERENCE_WORDING[used.clause](column)} is not allowed because its values are masked ` +
+            `for you (rule ${rule.id})${used.column === '*' ? `; the statement uses ${table} as a whole there` : ''}`,
+          hint: 'select the masked column without conditions on it, or ask for unmasked access (the policy owner can ' +
+            `permit this with allow_inference: [${used.clause}] on rule ${rule.id})`,
+          priority: 0,
+        };
+      }
+    }
+    return undefined;
   }
 
   /** Matched rules that name `fn` in match.functions. */
@@ -548,7 +593,8 @@ function strongestRule(rules: readonly PolicyRule[]): PolicyRule | undefined {
   return strongest;
 }
 
-function accessLevel(policy: Policy, groups: readonly string[], target: string): AccessLevel | undefined {
+/** The highest access level any grant gives one of `groups` on `target` ('*' matches every group or target). */
+export function accessLevel(policy: Policy, groups: readonly string[], target: string): AccessLevel | undefined {
   let level: AccessLevel | undefined;
   for (const grant of policy.grants) {
     if (!grant.targets.has('*') && !grant.targets.has(target)) continue;
@@ -658,6 +704,34 @@ function qualifyColumns(columns: readonly string[], statement: StatementInfo, se
   }
   return qualified;
 }
+
+/**
+ * The column of `rule` (its bare name) that the inference column `used` is, or undefined. `*` (a whole-row use) is
+ * every masked column of its table: the first one is named.
+ */
+function maskedColumnUsed(rule: PolicyRule, used: InferenceColumn, searchPath: readonly string[]): string | undefined {
+  const column = used.column.toLowerCase();
+  const table: NameSpec = { schema: used.schema?.toLowerCase() ?? null, name: used.table.toLowerCase() };
+  for (const spec of rule.columns) {
+    const parts = spec.split('.');
+    const name = parts[parts.length - 1]!;
+    if (column !== '*' && column !== name) continue;
+    const specTable: NameSpec = { schema: parts.length === 3 ? parts[0]! : null, name: parts[parts.length - 2]! };
+    if (nameMatches(specTable, table, searchPath, false)) return name;
+  }
+  return undefined;
+}
+
+const INFERENCE_WORDING: Readonly<Record<InferenceClause, (column: string) => string>> = {
+  where: (column) => `filtering on ${column} (WHERE)`,
+  join: (column) => `joining on ${column}`,
+  order_by: (column) => `sorting by ${column} (ORDER BY)`,
+  group_by: (column) => `grouping by ${column} (GROUP BY)`,
+  distinct: (column) => `deduplicating on ${column} (DISTINCT)`,
+  having: (column) => `filtering groups on ${column} (HAVING)`,
+  window: (column) => `partitioning or ordering a window by ${column}`,
+  set_operation: (column) => `comparing ${column} across UNION/INTERSECT/EXCEPT`,
+};
 
 // ---------------------------------------------------------------------------------------------------------------------
 // Session escapes
