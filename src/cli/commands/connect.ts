@@ -7,7 +7,9 @@ import { DbgateError } from '../../shared/errors.js';
 import { fetchOf } from '../context-services.js';
 import { openCredentialSource } from '../credential-source.js';
 import { discoverGateway } from '../gateway-discovery.js';
-import { LocalTunnel } from '../tunnel/local-tunnel.js';
+import { LocalTunnel, type TunnelEvent } from '../tunnel/local-tunnel.js';
+import type { RunningLiveView, startConnectLiveView } from '../ui/connect-live-view.js';
+import type { TunnelActivity } from '../ui/tunnel-activity.js';
 
 export interface ConnectOptions {
   target: string;
@@ -38,6 +40,10 @@ export async function connectRun(options: ConnectOptions, context: CommandContex
   const ca = options.gatewayCa ? await readFile(options.gatewayCa).catch((error: NodeJS.ErrnoException) => {
     throw new DbgateError('USAGE', `--gateway-ca: cannot read ${options.gatewayCa}: ${error.code ?? error.message}`);
   }) : undefined;
+  // A person at a terminal gets the live view; scripts (--json), pipes, a terminal that cannot move its cursor
+  // (TERM=dumb) and a launched client get plain lines or none.
+  const wantsLiveView = context.stdoutIsTTY && context.env['TERM'] !== 'dumb' && !options.json && options.command.length === 0;
+  const live = wantsLiveView ? await loadLiveView(credential.expiresAt) : undefined;
   const tunnel = new LocalTunnel({
     target: options.target,
     user: credential.subject,
@@ -48,12 +54,14 @@ export async function connectRun(options: ConnectOptions, context: CommandContex
     },
     // Asked for every new connection: a long-running tunnel renews the credential before it expires, so new
     // connections always log in with a valid one while open connections keep their session.
-    credential: async () => (await source.credential()).token,
-    port: options.port,
-    onEvent: options.command.length > 0 || options.json ? undefined : (event) => {
-      if (event.type === 'refused') writeLine(context.stderr, `dbgate: connection ${event.id} refused: ${event.reason}`);
-      else writeLine(context.stderr, `dbgate: connection ${event.id} ${event.type === 'open' ? 'opened' : 'closed'} (${event.open} open)`);
+    credential: async () => {
+      const current = await source.credential();
+      live?.activity.credentialRenewed(current.expiresAt);
+      return current.token;
     },
+    port: options.port,
+    observeStatements: live !== undefined,
+    onEvent: live?.activity.record ?? (options.command.length > 0 || options.json ? undefined : printTunnelEvent(context)),
   });
   let address: { host: string; port: number };
   try {
@@ -71,12 +79,24 @@ export async function connectRun(options: ConnectOptions, context: CommandContex
     database: options.target,
     uri: `postgres://${encodeURIComponent(credential.subject)}:${tunnel.password}@${address.host}:${address.port}/${encodeURIComponent(options.target)}?sslmode=disable`,
   };
+  let view: RunningLiveView | undefined;
   try {
     if (options.command.length > 0) {
       throw new ExitWith(await runClient(options.command, ready, context));
     }
     if (options.json) writeLine(context.stdout, JSON.stringify(ready));
-    else {
+    else if (live) {
+      view = live.start({
+        target: options.target,
+        gateway: source.gateway.origin,
+        uri: ready.uri,
+        identity: { subject: credential.subject, groups: credential.groups },
+        renewable: source.renewable(),
+        activity: live.activity,
+        now: context.now,
+        color: live.colorWanted(context),
+      }, context.stdout as NodeJS.WriteStream); // stdoutIsTTY: the process's own tty.WriteStream, which ink draws on
+    } else {
       writeLine(context.stdout, `dbgate: tunnel to ${options.target} is ready on ${address.host}:${address.port}` +
         ` (as ${credential.subject}; credential valid for ${formatDuration(credential.expiresAt - context.now())}` +
         `${source.renewable() ? ', renewed automatically' : ''})`);
@@ -85,8 +105,30 @@ export async function connectRun(options: ConnectOptions, context: CommandContex
     }
     await untilAborted(context.signal);
   } finally {
+    // Tunnel first: its last close events still reach the view, so the final frame is the tunnel's real end state.
     await tunnel.close();
+    await view?.close();
   }
+}
+
+/** Plain mode: connection events as lines on stderr (stdout keeps only the ready lines). */
+function printTunnelEvent(context: CommandContext): (event: TunnelEvent) => void {
+  return (event) => {
+    if (event.type === 'refused') writeLine(context.stderr, `dbgate: connection ${event.id} refused: ${event.reason}`);
+    else if (event.type === 'open' || event.type === 'close') {
+      writeLine(context.stderr, `dbgate: connection ${event.id} ${event.type === 'open' ? 'opened' : 'closed'} (${event.open} open)`);
+    }
+  };
+}
+
+/** ink and React are loaded here, on demand, and only for the live view: `dbgate --help` must not pay for them. */
+async function loadLiveView(credentialExpiresAt: number): Promise<{
+  activity: TunnelActivity;
+  start: typeof startConnectLiveView;
+  colorWanted: (context: CommandContext) => boolean;
+}> {
+  const [view, { TunnelActivity }] = await Promise.all([import('../ui/connect-live-view.js'), import('../ui/tunnel-activity.js')]);
+  return { activity: new TunnelActivity(credentialExpiresAt), start: view.startConnectLiveView, colorWanted: view.colorWanted };
 }
 
 /** Launches the client with PG* variables set; resolves with its exit code (128+n when killed by signal n). */
@@ -140,7 +182,7 @@ export function registerConnect(program: Command, context: CommandContext): void
     .addHelpText('after', [
       '',
       'Examples:',
-      '  dbgate connect prod-orders                 # prints a psql URI, runs until Ctrl-C',
+      '  dbgate connect prod-orders                 # shows the psql URI and a live view, runs until Ctrl-C',
       '  dbgate connect prod-orders -- psql         # launches psql through the tunnel',
       '  dbgate connect prod-orders --port 15432 --json',
       '',

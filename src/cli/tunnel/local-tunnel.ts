@@ -8,7 +8,8 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { serialize } from 'pg-protocol';
-import { authenticationRequest, errorResponse } from '../../gateway/wire/backend-messages.js';
+import { authenticationRequest, errorResponse, parseErrorFields } from '../../gateway/wire/backend-messages.js';
+import { BackendRelay } from '../../gateway/wire/backend-relay.js';
 import { cancelRequest, startupMessage } from '../../gateway/wire/frontend-messages.js';
 import { HandshakeReader } from '../../gateway/wire/handshake-reader.js';
 import {
@@ -44,12 +45,25 @@ export interface LocalTunnelOptions {
   port?: number | undefined;
   /** Told about connections opening and closing (for the live view / plain lines). */
   onEvent?: ((event: TunnelEvent) => void) | undefined;
+  /**
+   * Also report each statement's outcome as a `statement` event, read from what the gateway answers. Costs a
+   * message-boundary scan of the gateway→client stream (see `relayObserved`); off, the bytes are simply piped.
+   */
+  observeStatements?: boolean | undefined;
 }
+
+/**
+ * What the tunnel can tell about a statement from the gateway's answer alone: it ran (CommandComplete), the policy
+ * denied it, or the policy held it for approval (both are ErrorResponses with SQLSTATE 42501 and a `dbgate:`
+ * message). Whether the gateway masked a result is not visible in the bytes, so masked statements count as allowed.
+ */
+export type StatementOutcome = 'allowed' | 'denied' | 'held';
 
 export type TunnelEvent =
   | { type: 'open'; id: number; open: number }
   | { type: 'close'; id: number; open: number }
-  | { type: 'refused'; id: number; reason: string };
+  | { type: 'refused'; id: number; reason: string }
+  | { type: 'statement'; id: number; outcome: StatementOutcome };
 
 export class LocalTunnel {
   /** The password local clients must present. 24 random bytes: unguessable, URL-safe. */
@@ -226,7 +240,16 @@ export class LocalTunnel {
       first.body.readInt32BE(0) === AuthenticationKind.CleartextPassword;
     if (isPasswordRequest) gateway.write(serialize.password(credential));
     else client.write(first.raw); // an error before authentication (e.g. too many connections): pass it on
-    for (const chunk of reader.detach()) client.write(chunk);
+    // `first` was a whole message, so the unread bytes start at a message boundary, where an observer must start.
+    const unread = reader.detach();
+    const observer = this.options.observeStatements ? this.statementObserver(id) : undefined;
+    try {
+      for (const chunk of unread) for (const part of observer ? observer.relay(chunk) : [chunk]) client.write(part);
+    } catch {
+      client.destroy();
+      gateway.destroy();
+      return;
+    }
     for (const chunk of pending) gateway.write(chunk);
 
     this.open += 1;
@@ -241,13 +264,39 @@ export class LocalTunnel {
       gateway.destroy();
     };
     // pipe() applies backpressure in both directions: a slow client pauses the gateway socket and vice versa.
-    gateway.pipe(client);
+    if (observer) relayObserved(gateway, client, observer, closeBoth);
+    else gateway.pipe(client);
     client.pipe(gateway);
     client.on('close', closeBoth);
     gateway.on('close', closeBoth);
     gateway.on('error', closeBoth);
     client.on('error', closeBoth);
     client.resume();
+  }
+
+  /**
+   * Follows the gateway's messages without changing a byte (every message is forwarded; result rows stream through
+   * unread) and reports each statement's outcome. Before the first ReadyForQuery the connection is still logging in:
+   * an error there is a refused login, not a statement.
+   *
+   * @see https://www.postgresql.org/docs/current/protocol-message-formats.html
+   */
+  private statementObserver(id: number): BackendRelay {
+    let ready = false;
+    const report = (outcome: StatementOutcome): void => this.options.onEvent?.({ type: 'statement', id, outcome });
+    return new BackendRelay((type, body) => {
+      if (type === BackendCode.ReadyForQuery) ready = true;
+      else if (!ready) return 'forward';
+      else if (type === BackendCode.CommandComplete) report('allowed');
+      else if (type === BackendCode.ErrorResponse) {
+        const fields = parseErrorFields(body);
+        // Only the gateway's own refusals: PostgreSQL's 42501 ("permission denied for table") has no dbgate: prefix.
+        if (fields['C'] === SqlState.insufficientPrivilege && fields['M']?.startsWith('dbgate:')) {
+          report(fields['M'].includes('held for approval') ? 'held' : 'denied');
+        }
+      }
+      return 'forward';
+    });
   }
 
   private async forwardCancel(processId: number, secretKey: number): Promise<void> {
@@ -259,4 +308,27 @@ export class LocalTunnel {
       // A cancel is best effort by protocol design: the client gets no answer either way.
     }
   }
+}
+
+/**
+ * gateway → client through an observing relay, with pipe()'s backpressure: when the client's buffer is full the
+ * gateway socket is paused until it drains. A stream the relay cannot frame ends the connection.
+ */
+function relayObserved(gateway: TLSSocket, client: Socket, observer: BackendRelay, closeBoth: () => void): void {
+  gateway.on('data', (chunk: Buffer) => {
+    let parts: Buffer[];
+    try {
+      parts = observer.relay(chunk);
+    } catch {
+      closeBoth();
+      return;
+    }
+    let full = false;
+    for (const part of parts) full = !client.write(part) || full;
+    if (full) {
+      gateway.pause();
+      client.once('drain', () => gateway.resume());
+    }
+  });
+  gateway.once('end', () => client.end());
 }
