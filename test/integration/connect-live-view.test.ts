@@ -36,6 +36,10 @@ const session = 'connect';
 function tmux(...args: string[]): Promise<Finished> {
   const env = { ...process.env };
   delete env['TMUX']; // inside a tmux, new-session would refuse to nest
+  // The terminal in the pane is a person's terminal, not a CI log: in CI (CI=true) the CLI would fall back to
+  // plain lines, as it should there.
+  delete env['CI'];
+  delete env['CONTINUOUS_INTEGRATION'];
   return run('tmux', ['-S', socket, ...args], env);
 }
 

@@ -41,8 +41,9 @@ export async function connectRun(options: ConnectOptions, context: CommandContex
     throw new DbgateError('USAGE', `--gateway-ca: cannot read ${options.gatewayCa}: ${error.code ?? error.message}`);
   }) : undefined;
   // A person at a terminal gets the live view; scripts (--json), pipes, a terminal that cannot move its cursor
-  // (TERM=dumb) and a launched client get plain lines or none.
-  const wantsLiveView = context.stdoutIsTTY && context.env['TERM'] !== 'dumb' && !options.json && options.command.length === 0;
+  // (TERM=dumb), CI logs (where ink draws only the last frame) and a launched client get plain lines or none.
+  const wantsLiveView = context.stdoutIsTTY && context.env['TERM'] !== 'dumb' && !runsInCi(context.env) &&
+    !options.json && options.command.length === 0;
   const live = wantsLiveView ? await loadLiveView(credential.expiresAt) : undefined;
   const tunnel = new LocalTunnel({
     target: options.target,
@@ -161,6 +162,11 @@ function runClient(command: string[], ready: ConnectReadyLine, context: CommandC
       resolve(code ?? 128 + (signal ? signalNumber(signal) : 1));
     });
   });
+}
+
+/** The CI convention ink follows too (is-in-ci): CI or CONTINUOUS_INTEGRATION set, and not "0" or "false". */
+function runsInCi(env: NodeJS.ProcessEnv): boolean {
+  return ['CI', 'CONTINUOUS_INTEGRATION'].some((name) => name in env && env[name] !== '0' && env[name] !== 'false');
 }
 
 function signalNumber(signal: NodeJS.Signals): number {
