@@ -16,7 +16,7 @@ export type SystemId = (typeof SYSTEMS)[number];
 export const SYSTEM_DESCRIPTIONS: Record<SystemId, string> = {
   direct: 'pgbench → PostgreSQL over TCP loopback, SCRAM login, no TLS',
   pgbouncer: 'pgbench → PgBouncer (session pooling) → PostgreSQL, no TLS',
-  gateway: 'pgbench → dbgate gateway (`dbgate-gateway dev`, credential login as alice, every statement audited) → PostgreSQL, `sslmode=disable`',
+  gateway: 'pgbench → dbgate gateway (`dbgate-gateway dev`, credential login as bob, groups dba, target `scratch`; every statement parsed, decided by the policy and audited) → PostgreSQL, `sslmode=disable`',
   'gateway-tls': 'the same gateway with `sslmode=require` (TLS between pgbench and the gateway)',
 };
 
