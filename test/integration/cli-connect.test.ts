@@ -6,36 +6,20 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { connect } from 'node:net';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runProcess, type Finished } from '../support/processes.js';
 import { LocalTunnel } from '../../src/cli/tunnel/local-tunnel.js';
 import { discoverGateway } from '../../src/cli/gateway-discovery.js';
 import { mintCredential, sharedStack } from '../support/stack.js';
 
-interface Finished {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<Finished> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.once('error', reject);
-    child.once('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 function dbgate(args: string[], env: NodeJS.ProcessEnv): Promise<Finished> {
-  return run(process.execPath, ['bin/dbgate', ...args], env);
+  return runProcess(process.execPath, ['bin/dbgate', ...args], env);
 }
 
 /** psql against a libpq URI, with no PG* variables leaking in from the test environment. */
 function psqlUri(uri: string, sql: string): Promise<Finished> {
   const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('PG')));
-  return run('psql', ['-X', '-At', uri, '-c', sql], env);
+  return runProcess('psql', ['-X', '-At', uri, '-c', sql], env);
 }
 
 describe('dbgate connect', () => {

@@ -9,25 +9,9 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runProcess, type Finished } from '../support/processes.js';
 import { eventually, mintCredential, sharedStack } from '../support/stack.js';
 
-interface Finished {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<Finished> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.once('error', reject);
-    child.once('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 /** A tmux server of this test's own (its socket in the test's temporary directory): no other tmux is touched. */
 let socket: string;
@@ -40,7 +24,7 @@ function tmux(...args: string[]): Promise<Finished> {
   // plain lines, as it should there.
   delete env['CI'];
   delete env['CONTINUOUS_INTEGRATION'];
-  return run('tmux', ['-S', socket, ...args], env);
+  return runProcess('tmux', ['-S', socket, ...args], env);
 }
 
 /**

@@ -2,13 +2,14 @@
  * Helpers for tests that use the shared dev gateway: mint credentials with the real command, open tunnels
  * in-process, and look at the target database directly (pg_stat_activity, row counts) as an operator would.
  */
-import { Writable } from 'node:stream';
 import pg from 'pg';
 import { inject } from 'vitest';
 import { main as gatewayMain } from '../../src/gateway/cli.js';
-import type { CommandContext } from '../../src/shared/cli-runtime.js';
 import { discoverGateway } from '../../src/cli/gateway-discovery.js';
 import { LocalTunnel } from '../../src/cli/tunnel/local-tunnel.js';
+import { captureContext } from './capture-context.js';
+
+export { captureContext };
 
 export interface SharedStack {
   cluster: { host: string; port: number; adminUrl: string; socketDir: string };
@@ -21,22 +22,6 @@ export function sharedStack(): SharedStack {
   return inject('stack');
 }
 
-/** A CommandContext that captures output, for running commands in-process. */
-export function captureContext(env: NodeJS.ProcessEnv = {}, signal = new AbortController().signal): CommandContext & { out: () => string; err: () => string } {
-  let out = '';
-  let err = '';
-  return {
-    stdout: new Writable({ write(chunk, _encoding, done) { out += String(chunk); done(); } }),
-    stderr: new Writable({ write(chunk, _encoding, done) { err += String(chunk); done(); } }),
-    stdoutIsTTY: false,
-    env: { ...env },
-    signal,
-    onSignal: () => () => {},
-    now: Date.now,
-    out: () => out,
-    err: () => err,
-  };
-}
 
 /** Mints a credential on the shared dev gateway with `dbgate-gateway credential mint`. */
 export async function mintCredential(user: string, options: { groups?: string[]; ttl?: string } = {}): Promise<string> {

@@ -8,31 +8,15 @@ import { execFile, spawnSync } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
-import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.js';
-import type { CommandContext } from '../../src/shared/cli-runtime.js';
+import { captureContext } from '../support/capture-context.js';
 
 const run = promisify(execFile);
 const COMPLETIONS = resolve('completions');
 const SCRIPTS = { bash: 'dbgate.bash', zsh: '_dbgate', fish: 'dbgate.fish' } as const;
 
-function capture(env: NodeJS.ProcessEnv = {}): CommandContext & { out: () => string; err: () => string } {
-  let out = '';
-  let err = '';
-  return {
-    stdout: new Writable({ write(chunk, _encoding, done) { out += String(chunk); done(); } }),
-    stderr: new Writable({ write(chunk, _encoding, done) { err += String(chunk); done(); } }),
-    stdoutIsTTY: false,
-    env,
-    signal: new AbortController().signal,
-    onSignal: () => () => {},
-    now: Date.now,
-    out: () => out,
-    err: () => err,
-  };
-}
 
 function installed(shell: string): boolean {
   return spawnSync(shell, ['-c', 'true'], { stdio: 'ignore' }).status === 0;
@@ -58,7 +42,7 @@ afterAll(async () => {
 describe('dbgate completion <shell>', () => {
   for (const [shell, file] of Object.entries(SCRIPTS)) {
     it(`completions/${file} is what dbgate completion ${shell} prints now`, async () => {
-      const context = capture();
+      const context = captureContext();
       expect(await main(['completion', shell], context)).toBe(0);
       const checkedIn = await readFile(join(COMPLETIONS, file), 'utf8');
       expect(checkedIn, `completions/${file} is stale: run npm run completions`).toBe(context.out());
@@ -66,7 +50,7 @@ describe('dbgate completion <shell>', () => {
   }
 
   it('is generated from the tree: every command, alias and option appears', async () => {
-    const context = capture();
+    const context = captureContext();
     await main(['completion', 'bash'], context);
     const script = context.out();
     for (const word of ['login', 'status|whoami', 'connect', 'targets', 'query', '--gateway-ca', '--no-browser', '--csv']) {
@@ -76,7 +60,7 @@ describe('dbgate completion <shell>', () => {
   });
 
   it('refuses a shell it does not know (usage, exit 2)', async () => {
-    const context = capture();
+    const context = captureContext();
     expect(await main(['completion', 'powershell'], context)).toBe(2);
     expect(context.err()).toContain('Allowed choices are bash, zsh, fish');
   });
@@ -84,7 +68,7 @@ describe('dbgate completion <shell>', () => {
 
 describe('dbgate __complete targets', () => {
   it('prints nothing and exits 0 when not logged in', async () => {
-    const context = capture({ DBGATE_CONFIG_DIR: join(scratch, 'no-login') });
+    const context = captureContext({ DBGATE_CONFIG_DIR: join(scratch, 'no-login') });
     expect(await main(['__complete', 'targets'], context)).toBe(0);
     expect(context.out()).toBe('');
     expect(context.err()).toBe('');
@@ -92,7 +76,7 @@ describe('dbgate __complete targets', () => {
 
   it('prints nothing and exits 0 when the gateway cannot be reached', async () => {
     const credential = `${Buffer.from('{}').toString('base64url')}.${Buffer.from(JSON.stringify({ sub: 'alice', exp: Date.now() / 1000 + 600 })).toString('base64url')}.c2ln`;
-    const context = capture({ DBGATE_CREDENTIAL: credential, DBGATE_GATEWAY: 'http://127.0.0.1:9', DBGATE_CONFIG_DIR: join(scratch, 'no-login') });
+    const context = captureContext({ DBGATE_CREDENTIAL: credential, DBGATE_GATEWAY: 'http://127.0.0.1:9', DBGATE_CONFIG_DIR: join(scratch, 'no-login') });
     expect(await main(['__complete', 'targets'], context)).toBe(0);
     expect(context.out()).toBe('');
     expect(context.err()).toBe('');

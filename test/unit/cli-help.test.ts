@@ -7,29 +7,13 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.js';
-import type { CommandContext } from '../../src/shared/cli-runtime.js';
+import { captureContext } from '../support/capture-context.js';
 
 /** What a bare `dbgate --help` must not pay for: the live view, the SQL parser, the OIDC client, the PostgreSQL client. */
 const HEAVY_PACKAGES = ['ink', 'react', 'libpg-query', 'openid-client', 'pg'];
 
-function capture(env: NodeJS.ProcessEnv = {}): CommandContext & { out: () => string; err: () => string } {
-  let out = '';
-  let err = '';
-  return {
-    stdout: new Writable({ write(chunk, _encoding, done) { out += String(chunk); done(); } }),
-    stderr: new Writable({ write(chunk, _encoding, done) { err += String(chunk); done(); } }),
-    stdoutIsTTY: false,
-    env,
-    signal: new AbortController().signal,
-    onSignal: () => () => {},
-    now: Date.now,
-    out: () => out,
-    err: () => err,
-  };
-}
 
 let scratch: string;
 
@@ -69,7 +53,7 @@ describe('dbgate --help', () => {
   });
 
   it('lists every command with its summary, the environment variables and the exit codes', async () => {
-    const context = capture();
+    const context = captureContext();
     expect(await main(['--help'], context)).toBe(0);
     const help = context.out();
     for (const command of ['login', 'status|whoami', 'token', 'logout', 'targets', 'connect', 'query', 'completion']) {
@@ -84,7 +68,7 @@ describe('dbgate --help', () => {
 describe('--help of every command', () => {
   for (const command of ['login', 'status', 'token', 'logout', 'connect', 'targets', 'query', 'completion']) {
     it(`dbgate ${command} --help shows examples that use the command`, async () => {
-      const context = capture();
+      const context = captureContext();
       expect(await main([command, '--help'], context)).toBe(0);
       const help = context.out();
       expect(help).toMatch(/^Examples?:$/m);
@@ -94,15 +78,15 @@ describe('--help of every command', () => {
   }
 
   it('dbgate help query shows the same help as dbgate query --help', async () => {
-    const viaHelp = capture();
-    const viaFlag = capture();
+    const viaHelp = captureContext();
+    const viaFlag = captureContext();
     expect(await main(['help', 'query'], viaHelp)).toBe(0);
     expect(await main(['query', '--help'], viaFlag)).toBe(0);
     expect(viaHelp.out()).toBe(viaFlag.out());
   });
 
   it('an unknown command is a usage error (exit 2) that suggests the nearest one', async () => {
-    const context = capture();
+    const context = captureContext();
     expect(await main(['targts'], context)).toBe(2);
     expect(context.err()).toContain('(Did you mean targets?)');
   });
