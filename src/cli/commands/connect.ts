@@ -1,13 +1,11 @@
 import { spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { ExitWith, parsePort, untilAborted, writeLine, type CommandContext } from '../../shared/cli-runtime.js';
 import { formatDuration } from '../../shared/duration.js';
 import { DbgateError } from '../../shared/errors.js';
-import { fetchOf } from '../context-services.js';
 import { openCredentialSource } from '../credential-source.js';
-import { discoverGateway } from '../gateway-discovery.js';
 import { LocalTunnel, type TunnelEvent } from '../tunnel/local-tunnel.js';
+import { resolveGatewayEndpoint } from '../tunnel/gateway-endpoint.js';
 import type { RunningLiveView, startConnectLiveView } from '../ui/connect-live-view.js';
 import type { TunnelActivity } from '../ui/tunnel-activity.js';
 
@@ -36,10 +34,7 @@ export interface ConnectReadyLine {
 export async function connectRun(options: ConnectOptions, context: CommandContext): Promise<void> {
   const source = await openCredentialSource(context, { profile: options.profile, gateway: options.gateway });
   const credential = await source.credential();
-  const discovery = await discoverGateway(source.gateway, fetchOf(context));
-  const ca = options.gatewayCa ? await readFile(options.gatewayCa).catch((error: NodeJS.ErrnoException) => {
-    throw new DbgateError('USAGE', `--gateway-ca: cannot read ${options.gatewayCa}: ${error.code ?? error.message}`);
-  }) : undefined;
+  const gateway = await resolveGatewayEndpoint(source.gateway, options.gatewayCa, context);
   // A person at a terminal gets the live view; scripts (--json), pipes, a terminal that cannot move its cursor
   // (TERM=dumb), CI logs (where ink draws only the last frame) and a launched client get plain lines or none.
   const wantsLiveView = context.stdoutIsTTY && context.env['TERM'] !== 'dumb' && !runsInCi(context.env) &&
@@ -48,11 +43,7 @@ export async function connectRun(options: ConnectOptions, context: CommandContex
   const tunnel = new LocalTunnel({
     target: options.target,
     user: credential.subject,
-    gateway: {
-      host: discovery.pg.host,
-      port: discovery.pg.port,
-      ...(ca ? { ca } : { fingerprint256: discovery.tls.fingerprint_sha256 }),
-    },
+    gateway,
     // Asked for every new connection: a long-running tunnel renews the credential before it expires, so new
     // connections always log in with a valid one while open connections keep their session.
     credential: async () => {

@@ -3,18 +3,16 @@
  * `--json` or `--csv` for programs. It opens the same in-process tunnel as `dbgate connect` and sends the SQL with
  * the simple query protocol, so the statement is checked, masked and audited exactly as a psql session's would be.
  */
-import { readFile } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
 import pg from 'pg';
 import { ExitWith, writeLine, type CommandContext } from '../../shared/cli-runtime.js';
 import { DbgateError } from '../../shared/errors.js';
-import { fetchOf } from '../context-services.js';
 import { openCredentialSource } from '../credential-source.js';
-import { discoverGateway } from '../gateway-discovery.js';
 import { toCsv } from '../output/csv.js';
 import { renderTable, type ColumnAlignment } from '../output/table.js';
 import { terminalStyle } from '../output/terminal-style.js';
 import { LocalTunnel } from '../tunnel/local-tunnel.js';
+import { resolveGatewayEndpoint } from '../tunnel/gateway-endpoint.js';
 
 export interface QueryOptions {
   target: string;
@@ -93,18 +91,11 @@ export async function queryRun(options: QueryOptions, context: CommandContext): 
 export async function runQuery(options: QueryOptions, context: CommandContext): Promise<QueryOutcome> {
   const source = await openCredentialSource(context, { profile: options.profile, gateway: options.gateway });
   const credential = await source.credential();
-  const discovery = await discoverGateway(source.gateway, fetchOf(context));
-  const ca = options.gatewayCa ? await readFile(options.gatewayCa).catch((error: NodeJS.ErrnoException) => {
-    throw new DbgateError('USAGE', `--gateway-ca: cannot read ${options.gatewayCa}: ${error.code ?? error.message}`);
-  }) : undefined;
+  const gateway = await resolveGatewayEndpoint(source.gateway, options.gatewayCa, context);
   const tunnel = new LocalTunnel({
     target: options.target,
     user: credential.subject,
-    gateway: {
-      host: discovery.pg.host,
-      port: discovery.pg.port,
-      ...(ca ? { ca } : { fingerprint256: discovery.tls.fingerprint_sha256 }),
-    },
+    gateway,
     credential: async () => (await source.credential()).token,
   });
   const address = await tunnel.listen();
