@@ -10,13 +10,14 @@ export interface MaskedColumnKeys {
   /** "oid:attnum" of every masked column. */
   readonly masked: ReadonlySet<string>;
   /**
-   * OIDs of plain tables with no masked column: only their columns are provably clean. A view, materialized view or
-   * foreign table reports its own OID in RowDescription, and its columns may come from masked ones.
+   * OIDs of plain tables: a column of one that is not a masked column holds its own stored values, so it is clean.
+   * A view, materialized view or foreign table reports its own OID in RowDescription, and its columns may come from
+   * masked ones: those are scanned.
    */
-  readonly cleanTables: ReadonlySet<number>;
+  readonly plainTables: ReadonlySet<number>;
 }
 
-export const NO_MASKED_COLUMNS: MaskedColumnKeys = { masked: new Set(), cleanTables: new Set() };
+export const NO_MASKED_COLUMNS: MaskedColumnKeys = { masked: new Set(), plainTables: new Set() };
 
 export function columnKey(tableOid: number, attnum: number): string {
   return `${tableOid}:${attnum}`;
@@ -74,11 +75,9 @@ export class MaskedColumnCatalog {
         [triples.map((t) => t[0]), triples.map((t) => t[1]), triples.map((t) => t[2])],
       );
       const masked = new Set(rows.map((row) => columnKey(Number(row.oid), row.attnum)));
-      const maskedTables = new Set(rows.map((row) => Number(row.oid)));
       const tables = await client.query<{ oid: string }>(
         "select oid::int8 as oid from pg_class where relkind in ('r', 'p') and relnamespace <> 'pg_catalog'::regnamespace");
-      const cleanTables = new Set(tables.rows.map((row) => Number(row.oid)).filter((oid) => !maskedTables.has(oid)));
-      return { masked, cleanTables };
+      return { masked, plainTables: new Set(tables.rows.map((row) => Number(row.oid))) };
     } finally {
       await client.end().catch(() => {});
     }

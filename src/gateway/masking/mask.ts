@@ -28,9 +28,19 @@ export type DetectedKind = 'email' | 'card' | 'ssn' | 'phone' | 'iban';
 
 interface Detector {
   kind: DetectedKind;
+  /** A cheap precondition: values without it cannot match, and skip the regular expression. */
+  mayMatch: (value: string) => boolean;
   pattern: RegExp;
   /** A second look at a pattern match, for checksums (Luhn, IBAN mod 97). */
   confirm?: (match: string) => boolean;
+}
+
+function hasDigit(value: string): boolean {
+  for (let i = 0; i < value.length; i += 1) {
+    const code = value.charCodeAt(i);
+    if (code >= 48 && code <= 57) return true;
+  }
+  return false;
 }
 
 function luhnValid(digits: string): boolean {
@@ -64,12 +74,12 @@ function ibanValid(candidate: string): boolean {
  */
 const DETECTORS: Detector[] = [
   // RFC 5322 atext in the local part (not only the common letters), any dotted domain.
-  { kind: 'email', pattern: /[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+/g },
+  { kind: 'email', mayMatch: (value) => value.includes('@'), pattern: /[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+/g },
   // Digit runs are delimited by non-digits, not word boundaries: 'x4111…' must still be found.
-  { kind: 'iban', pattern: /(?<![A-Z0-9])[A-Z]{2}\d{2}[A-Z0-9]{11,30}(?![A-Z0-9])/g, confirm: ibanValid },
-  { kind: 'card', pattern: /(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)/g, confirm: (match) => luhnValid(match.replace(/\D/g, '')) },
-  { kind: 'ssn', pattern: /(?<!\d)\d{3}-\d{2}-\d{4}(?!\d)/g },
-  { kind: 'phone', pattern: /(?:\+\d{1,3}[-. ]?)?\(?(?<!\d)\d{3}\)?[-. ]\d{3}[-. ]\d{4}(?!\d)/g },
+  { kind: 'iban', mayMatch: hasDigit, pattern: /(?<![A-Z0-9])[A-Z]{2}\d{2}[A-Z0-9]{11,30}(?![A-Z0-9])/g, confirm: ibanValid },
+  { kind: 'card', mayMatch: hasDigit, pattern: /(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)/g, confirm: (match) => luhnValid(match.replace(/\D/g, '')) },
+  { kind: 'ssn', mayMatch: (value) => value.includes('-'), pattern: /(?<!\d)\d{3}-\d{2}-\d{4}(?!\d)/g },
+  { kind: 'phone', mayMatch: hasDigit, pattern: /(?:\+\d{1,3}[-. ]?)?\(?(?<!\d)\d{3}\)?[-. ]\d{3}[-. ]\d{4}(?!\d)/g },
 ];
 
 /** Partial masks keep just enough to recognise a value (domain, last four digits), never enough to use it. */
@@ -135,6 +145,7 @@ export function createMasker(style: MaskStyle, hashKey: Buffer): Masker {
       let changed = false;
       let out = value;
       for (const detector of DETECTORS) {
+        if (!detector.mayMatch(out)) continue;
         detector.pattern.lastIndex = 0;
         out = out.replace(detector.pattern, (match) => {
           if (detector.confirm && !detector.confirm(match)) return match;

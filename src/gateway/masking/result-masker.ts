@@ -22,9 +22,9 @@ export class ResultMasker {
   ) {
     this.plan = fields.map((field) => {
       if (field.tableOid !== 0 && maskedKeys.masked.has(columnKey(field.tableOid, field.attnum))) return 'mask';
-      // A column of a plain table that holds no masked column is clean; anything else (expressions, views,
-      // functions over masked columns) has lineage we do not prove here, so its values are scanned.
-      if (maskedKeys.cleanTables.has(field.tableOid)) return 'pass';
+      // Any other column of a plain table holds its own stored values: clean by policy. Anything else
+      // (expressions, views, functions over masked columns) has lineage we do not prove here: scanned.
+      if (maskedKeys.plainTables.has(field.tableOid)) return 'pass';
       return 'scan';
     });
   }
