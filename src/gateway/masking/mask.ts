@@ -126,6 +126,7 @@ export function createMasker(style: MaskStyle, hashKey: Buffer): Masker {
   };
   const detectKind = (value: string): DetectedKind | 'generic' => {
     for (const detector of DETECTORS) {
+      if (!detector.mayMatch(value)) continue;
       detector.pattern.lastIndex = 0;
       const match = detector.pattern.exec(value);
       if (match && match[0] === value && (!detector.confirm || detector.confirm(match[0]))) return detector.kind;
