@@ -14,7 +14,7 @@ import { createPolicyStatementHook, type StatementHook } from './policy/statemen
 import { loadStatementParser } from './policy/classify.js';
 import { DecisionCache } from './policy/decision-cache.js';
 import { MaskedColumnCatalog } from './masking/catalog.js';
-import { createMasker } from './masking/mask.js';
+import { createMasker, type MaskStyle } from './masking/mask.js';
 import { CancelKeyRegistry } from './proxy/cancel-keys.js';
 import { PgListener } from './proxy/pg-listener.js';
 import { StateStore } from './store/state-store.js';
@@ -61,7 +61,15 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
   const hook = options.hook
     ? options.hook(audit)
     : createPolicyStatementHook({ audit, policy: config.policy, cache: new DecisionCache() });
-  const maskedColumns = [...new Set(config.policy?.rules.flatMap((rule) => rule.columns ?? []) ?? [])];
+  // Each masked column with its rule's style; a column in several rules gets the strictest style.
+  const strictness = { partial: 0, hash: 1, redact: 2, null: 3 } as const;
+  const maskedColumns = new Map<string, MaskStyle>();
+  for (const rule of config.policy?.rules ?? []) {
+    for (const column of rule.columns) {
+      const current = maskedColumns.get(column);
+      if (!current || strictness[rule.style] > strictness[current]) maskedColumns.set(column, rule.style);
+    }
+  }
   // Deterministic masking must be keyed per deployment and unguessable: derive the key from the signing key.
   const hashKey = createHash('sha256').update('dbgate masking\0').update(String(config.credentials.signingKeyJwk.reveal()['d'])).digest();
   const secureContext = createSecureContext({ cert: config.tls.cert, key: config.tls.key.reveal(), minVersion: 'TLSv1.2' });
@@ -76,7 +84,12 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
     secureContext,
     log,
     maskCatalog: new MaskedColumnCatalog(maskedColumns),
-    masker: createMasker('partial', hashKey),
+    maskers: {
+      partial: createMasker('partial', hashKey),
+      redact: createMasker('redact', hashKey),
+      hash: createMasker('hash', hashKey),
+      null: createMasker('null', hashKey),
+    },
   });
   const closeRevoked = (revoked: Set<string>): void => {
     if (revoked.size === 0) return;

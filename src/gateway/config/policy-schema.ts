@@ -75,6 +75,11 @@ export const policyRuleSchema = z
     /** For action mask: the columns to mask. */
     columns: z.array(columnName).min(1).optional(),
     /**
+     * For action mask: how values are masked — partial (`a***@example.com`, `****1234`; the default), redact
+     * (`[redacted]`), hash (a keyed deterministic hash: joins and equality on masked values still line up), null.
+     */
+    style: z.enum(['partial', 'redact', 'hash', 'null']).optional(),
+    /**
      * For action mask: clauses in which its columns may be used although inference protection is on (`where`,
      * `join`, `order_by`, `group_by`, `distinct`, `having`, `window`, `set_operation`).
      */
@@ -87,6 +92,9 @@ export const policyRuleSchema = z
     }
     if (rule.action !== 'mask' && rule.columns !== undefined) {
       ctx.addIssue({ code: 'custom', message: 'columns only apply to action: mask', path: ['columns'] });
+    }
+    if (rule.action !== 'mask' && rule.style !== undefined) {
+      ctx.addIssue({ code: 'custom', message: 'style only applies to action: mask', path: ['style'] });
     }
     if (rule.action !== 'mask' && rule.allow_inference !== undefined) {
       ctx.addIssue({ code: 'custom', message: 'allow_inference only applies to action: mask', path: ['allow_inference'] });

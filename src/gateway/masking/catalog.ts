@@ -4,11 +4,12 @@
  */
 import pg from 'pg';
 import type { TargetConfig } from '../config/load.js';
+import type { MaskStyle } from './mask.js';
 
 /** What result masking needs to know about a target's catalog. */
 export interface MaskedColumnKeys {
-  /** "oid:attnum" of every masked column. */
-  readonly masked: ReadonlySet<string>;
+  /** "oid:attnum" of every masked column, with how its values are masked. */
+  readonly masked: ReadonlyMap<string, MaskStyle>;
   /**
    * OIDs of plain tables: a column of one that is not a masked column holds its own stored values, so it is clean.
    * A view, materialized view or foreign table reports its own OID in RowDescription, and its columns may come from
@@ -17,7 +18,7 @@ export interface MaskedColumnKeys {
   readonly plainTables: ReadonlySet<number>;
 }
 
-export const NO_MASKED_COLUMNS: MaskedColumnKeys = { masked: new Set(), plainTables: new Set() };
+export const NO_MASKED_COLUMNS: MaskedColumnKeys = { masked: new Map(), plainTables: new Set() };
 
 export function columnKey(tableOid: number, attnum: number): string {
   return `${tableOid}:${attnum}`;
@@ -27,8 +28,11 @@ export class MaskedColumnCatalog {
   private readonly cache = new Map<string, Promise<MaskedColumnKeys>>();
 
   constructor(
-    /** schema.table.column names to resolve, as the policy lists them (unqualified tables mean schema public). */
-    private readonly columns: readonly string[],
+    /**
+     * schema.table.column names to resolve, as the policy lists them (unqualified tables mean schema public), with
+     * the style their rule masks them in.
+     */
+    private readonly columns: ReadonlyMap<string, MaskStyle>,
   ) {}
 
   /** The masked columns of `target`, resolved once and then served from cache until `invalidate`. */
@@ -49,8 +53,9 @@ export class MaskedColumnCatalog {
   }
 
   private async lookup(target: TargetConfig): Promise<MaskedColumnKeys> {
-    if (this.columns.length === 0) return NO_MASKED_COLUMNS;
-    const triples = this.columns.map((name) => {
+    if (this.columns.size === 0) return NO_MASKED_COLUMNS;
+    const names = [...this.columns.keys()];
+    const triples = names.map((name) => {
       const parts = name.split('.');
       return parts.length === 3 ? parts : ['public', ...parts];
     });
@@ -66,15 +71,18 @@ export class MaskedColumnCatalog {
     });
     await client.connect();
     try {
-      const { rows } = await client.query<{ oid: number; attnum: number }>(
-        `select c.oid::int8 as oid, a.attnum
-           from unnest($1::text[], $2::text[], $3::text[]) as m(schema_name, table_name, column_name)
+      const { rows } = await client.query<{ oid: number; attnum: number; position: string }>(
+        `select c.oid::int8 as oid, a.attnum, m.position
+           from unnest($1::text[], $2::text[], $3::text[]) with ordinality as m(schema_name, table_name, column_name, position)
            join pg_namespace n on n.nspname = m.schema_name
            join pg_class c on c.relnamespace = n.oid and c.relname = m.table_name
            join pg_attribute a on a.attrelid = c.oid and a.attname = m.column_name and not a.attisdropped`,
         [triples.map((t) => t[0]), triples.map((t) => t[1]), triples.map((t) => t[2])],
       );
-      const masked = new Set(rows.map((row) => columnKey(Number(row.oid), row.attnum)));
+      const masked = new Map(rows.map((row) => [
+        columnKey(Number(row.oid), row.attnum),
+        this.columns.get(names[Number(row.position) - 1]!) ?? 'partial',
+      ] as const));
       const tables = await client.query<{ oid: string }>(
         "select oid::int8 as oid from pg_class where relkind in ('r', 'p') and relnamespace <> 'pg_catalog'::regnamespace");
       return { masked, plainTables: new Set(tables.rows.map((row) => Number(row.oid))) };

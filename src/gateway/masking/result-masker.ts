@@ -5,10 +5,10 @@
  * change are forwarded as they are.
  */
 import { columnKey, NO_MASKED_COLUMNS, type MaskedColumnKeys } from './catalog.js';
-import type { Masker } from './mask.js';
+import type { Masker, MaskStyle } from './mask.js';
 import { readDataRowColumns, writeDataRow, type ResultField } from './row-messages.js';
 
-type ColumnPlan = 'pass' | 'mask' | 'scan';
+type ColumnPlan = 'pass' | 'scan' | MaskStyle;
 
 export class ResultMasker {
   private readonly plan: ColumnPlan[];
@@ -18,10 +18,12 @@ export class ResultMasker {
   constructor(
     private readonly fields: ResultField[],
     maskedKeys: MaskedColumnKeys,
-    private readonly masker: Masker,
+    /** The masker of each style; `partial` also scans values of unknown lineage. */
+    private readonly maskers: Readonly<Record<MaskStyle, Masker>>,
   ) {
     this.plan = fields.map((field) => {
-      if (field.tableOid !== 0 && maskedKeys.masked.has(columnKey(field.tableOid, field.attnum))) return 'mask';
+      const style = field.tableOid !== 0 ? maskedKeys.masked.get(columnKey(field.tableOid, field.attnum)) : undefined;
+      if (style) return style;
       // Any other column of a plain table holds its own stored values: clean by policy. Anything else
       // (expressions, views, functions over masked columns) has lineage we do not prove here: scanned.
       if (maskedKeys.plainTables.has(field.tableOid)) return 'pass';
@@ -33,7 +35,7 @@ export class ResultMasker {
    * For rows that arrive without a RowDescription (Execute without Describe): nothing is known about the columns,
    * so every value is scanned by the detectors as text.
    */
-  static scanAll(dataRowBody: Buffer, masker: Masker): ResultMasker {
+  static scanAll(dataRowBody: Buffer, maskers: Readonly<Record<MaskStyle, Masker>>): ResultMasker {
     const count = dataRowBody.readInt16BE(0);
     const fields: ResultField[] = Array.from({ length: count }, (_, index) => ({
       name: `column ${index + 1}`,
@@ -42,7 +44,7 @@ export class ResultMasker {
       typeOid: 25,
       format: 0,
     }));
-    return new ResultMasker(fields, NO_MASKED_COLUMNS, masker);
+    return new ResultMasker(fields, NO_MASKED_COLUMNS, maskers);
   }
 
   /** Whether any column needs work at all; when not, DataRows can stream untouched. */
@@ -65,14 +67,14 @@ export class ResultMasker {
       if (step === undefined || step === 'pass' || value === null || value === undefined) continue;
       const field = this.fields[index]!;
       const text = value.toString('utf8');
-      if (step === 'mask') {
-        const masked = this.masker.maskValue(text, field.typeOid);
+      if (step !== 'scan') {
+        const masked = this.maskers[step].maskValue(text, field.typeOid);
         columns[index] = masked === null ? null : Buffer.from(masked, 'utf8');
         changed = true;
         this.maskedColumns.add(field.name);
         continue;
       }
-      const detected = this.masker.maskDetected(text);
+      const detected = this.maskers.partial.maskDetected(text);
       if (detected !== undefined) {
         columns[index] = Buffer.from(detected, 'utf8');
         changed = true;

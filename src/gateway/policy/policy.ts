@@ -102,6 +102,8 @@ export interface PolicyRule {
   hint: string | undefined;
   /** For mask rules: `table.column` or `schema.table.column`, lower-case. */
   columns: readonly string[];
+  /** For mask rules: how values are masked. */
+  style: 'partial' | 'redact' | 'hash' | 'null';
   /** For mask rules: the clauses in which its columns may be used despite inference protection (`allow_inference`). */
   allowInference: ReadonlySet<InferenceClause>;
   match: CompiledMatch;
@@ -151,6 +153,7 @@ export function compilePolicy(file: PolicyConfigFile): Policy {
         reason: rule.reason,
         hint: rule.hint,
         columns: (rule.columns ?? []).map((column) => column.toLowerCase()),
+        style: rule.style ?? 'partial',
         allowInference: new Set(rule.allow_inference ?? []),
         match,
       };

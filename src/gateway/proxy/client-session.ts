@@ -49,7 +49,7 @@ import {
 import type { CancelKeyRegistry } from './cancel-keys.js';
 import { cancelUpstream, connectUpstream, FORWARDED_STARTUP_PARAMETERS, UpstreamError, type UpstreamConnection } from './upstream.js';
 import { NO_MASKED_COLUMNS, type MaskedColumnCatalog, type MaskedColumnKeys } from '../masking/catalog.js';
-import type { Masker } from '../masking/mask.js';
+import type { Masker, MaskStyle } from '../masking/mask.js';
 import { ResultMasker } from '../masking/result-masker.js';
 import { parseRowDescription } from '../masking/row-messages.js';
 import { sessionEffectOf } from '../policy/classify.js';
@@ -67,7 +67,8 @@ export interface ProxyDependencies {
   log: Logger;
   /** Where the policy's masked columns are in each target's catalog. */
   maskCatalog: MaskedColumnCatalog;
-  masker: Masker;
+  /** One masker per style (all keyed alike, so hash-masked values still join). */
+  maskers: Readonly<Record<MaskStyle, Masker>>;
 }
 
 type SessionState = 'startup' | 'password' | 'connecting' | 'ready' | 'closed';
@@ -707,7 +708,7 @@ export class ClientSession {
 
   /** A RowDescription of a masked statement: plan which columns to mask, scan or pass. */
   private startMaskedResult(body: Buffer): void {
-    const masker = new ResultMasker(parseRowDescription(body), this.maskedKeys, this.deps.masker);
+    const masker = new ResultMasker(parseRowDescription(body), this.maskedKeys, this.deps.maskers);
     if (masker.hasBinaryColumnsToMask) {
       // A binary cursor (DECLARE … BINARY CURSOR) slipped past the Bind check: rows that cannot be masked must not
       // leave. Fail closed: end the connection before the first row.
@@ -727,7 +728,7 @@ export class ClientSession {
       if (!head || head.decision.action !== 'mask') return 'forward';
       // Rows without a RowDescription (Execute without Describe): every value is scanned as text. Binary results
       // of masked statements were refused at Bind.
-      masker = ResultMasker.scanAll(body, this.deps.masker);
+      masker = ResultMasker.scanAll(body, this.deps.maskers);
       this.currentMasker = masker;
     }
     if (!masker.needed) return 'forward';

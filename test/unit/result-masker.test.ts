@@ -1,0 +1,85 @@
+/**
+ * ResultMasker: how each result column is treated, and what each mask style sends.
+ */
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { columnKey, type MaskedColumnKeys } from '../../src/gateway/masking/catalog.js';
+import { createMasker, type MaskStyle } from '../../src/gateway/masking/mask.js';
+import { ResultMasker } from '../../src/gateway/masking/result-masker.js';
+import { readDataRowColumns, writeDataRow, type ResultField } from '../../src/gateway/masking/row-messages.js';
+
+const CUSTOMERS = 16_384;
+const VIEW = 16_400;
+const TEXT = 25;
+const INT8 = 20;
+const key = randomBytes(32);
+const maskers = {
+  partial: createMasker('partial', key),
+  redact: createMasker('redact', key),
+  hash: createMasker('hash', key),
+  null: createMasker('null', key),
+} as const;
+
+function field(name: string, tableOid: number, attnum: number, typeOid = TEXT): ResultField {
+  return { name, tableOid, attnum, typeOid, format: 0 };
+}
+
+function keys(styles: Array<[number, MaskStyle]>): MaskedColumnKeys {
+  return { masked: new Map(styles.map(([attnum, style]) => [columnKey(CUSTOMERS, attnum), style])), plainTables: new Set([CUSTOMERS]) };
+}
+
+/** Masks one row and returns its values as text (null for SQL NULL). */
+function maskRow(masker: ResultMasker, values: Array<string | null>): Array<string | null> {
+  const row = writeDataRow(values.map((v) => (v === null ? null : Buffer.from(v))));
+  const masked = masker.maskRow(row.subarray(5));
+  return readDataRowColumns((masked ?? row).subarray(5)).map((v) => (v === null ? null : v.toString()));
+}
+
+describe('ResultMasker', () => {
+  it('masks catalogued columns in their style, passes the table’s other columns, scans expressions and views', () => {
+    const masker = new ResultMasker(
+      [field('id', CUSTOMERS, 1, INT8), field('name', CUSTOMERS, 2), field('email', CUSTOMERS, 3), field('lower', 0, 0), field('contact', VIEW, 2)],
+      keys([[3, 'partial']]),
+      maskers,
+    );
+    expect(maskRow(masker, ['7', 'Ann Lee', 'ann.lee@example.com', 'ann.lee@example.com', 'call +1-555-123-4567'])).toEqual([
+      '7', 'Ann Lee', 'a***@example.com', 'a***@example.com', 'call ****4567',
+    ]);
+    expect([...masker.maskedColumns].sort()).toEqual(['contact', 'email', 'lower']);
+  });
+
+  it('leaves a row with nothing to mask byte for byte as it was (no copy)', () => {
+    const masker = new ResultMasker([field('name', CUSTOMERS, 2), field('note', 0, 0)], keys([[3, 'partial']]), maskers);
+    const row = writeDataRow([Buffer.from('Ann Lee'), Buffer.from('no contact data here')]);
+    expect(masker.maskRow(row.subarray(5))).toBeNull();
+  });
+
+  it('redacts, hashes deterministically (equal values stay equal, so joins line up) or sends NULL, per rule', () => {
+    const masker = new ResultMasker(
+      [field('a', CUSTOMERS, 3), field('b', CUSTOMERS, 4), field('c', CUSTOMERS, 5), field('d', CUSTOMERS, 6, INT8)],
+      keys([[3, 'redact'], [4, 'hash'], [5, 'null'], [6, 'partial']]),
+      maskers,
+    );
+    const first = maskRow(masker, ['123-45-6789', 'ann.lee@example.com', '4111111111111111', '42']);
+    const second = maskRow(masker, ['987-65-4321', 'ann.lee@example.com', '5555555555554444', '43']);
+    expect(first[0]).toBe('[redacted]');
+    expect(first[1]).toMatch(/^h:[0-9a-f]{16}$/);
+    expect(second[1]).toBe(first[1]);
+    expect(first[2]).toBeNull();
+    // A masked column of a non-text type cannot hold a masked string: NULL keeps the row parseable.
+    expect(first[3]).toBeNull();
+  });
+
+  it('scans every column of rows that arrive without a RowDescription', () => {
+    const row = writeDataRow([Buffer.from('ann.lee@example.com'), Buffer.from('plain')]);
+    const masker = ResultMasker.scanAll(row.subarray(5), maskers);
+    expect(maskRow(masker, ['ann.lee@example.com', 'plain'])).toEqual(['a***@example.com', 'plain']);
+  });
+
+  it('reports binary-format columns that would need masking', () => {
+    const binary = new ResultMasker([{ ...field('email', CUSTOMERS, 3), format: 1 }], keys([[3, 'partial']]), maskers);
+    expect(binary.hasBinaryColumnsToMask).toBe(true);
+    const clean = new ResultMasker([{ ...field('id', CUSTOMERS, 1, INT8), format: 1 }], keys([[3, 'partial']]), maskers);
+    expect(clean.hasBinaryColumnsToMask).toBe(false);
+  });
+});
