@@ -711,8 +711,8 @@ async function run(options: BenchOptions): Promise<number> {
       'gateway-tls, same measures (information; no target):',
       renderVerdicts(pgbenchPart.tlsInfo, false),
       '',
-      pgbenchPart.failures.length === 0 ? 'failed runs: none' : `failed runs:\n${pgbenchPart.failures.map((f) => `  - ${f}`).join('\n')}`,
-      `load average (1/5/15 min): ${pgbenchPart.loadBefore} before, ${pgbenchPart.loadAfter} after`,
+      failedRunsLine(pgbenchPart.failures),
+      loadLine(pgbenchPart),
       `gateway VmRSS at the end of this part: ${fmtMB(pgbenchPart.rssAfterBytes)}`,
     );
   }
@@ -723,8 +723,8 @@ async function run(options: BenchOptions): Promise<number> {
       renderPolicyTable(policyPart.rows, POLICY_LABELS, false),
       '',
       renderVerdicts(policyPart.verdicts, false),
-      policyPart.failures.length === 0 ? 'failed runs: none' : `failed runs:\n${policyPart.failures.map((f) => `  - ${f}`).join('\n')}`,
-      `load average (1/5/15 min): ${policyPart.loadBefore} before, ${policyPart.loadAfter} after`,
+      failedRunsLine(policyPart.failures),
+      loadLine(policyPart),
       `gateway VmRSS at the end of this part: ${fmtMB(policyPart.rssAfterBytes)}`,
     );
   }
@@ -736,7 +736,7 @@ async function run(options: BenchOptions): Promise<number> {
       renderStreamTable(streamingPart.rows, STREAM_LABELS, false),
       '',
       renderVerdicts(streamingPart.verdicts, false),
-      `load average (1/5/15 min): ${streamingPart.loadBefore} before, ${streamingPart.loadAfter} after`,
+      loadLine(streamingPart),
       `audit of \`${STREAM_SQL}\`: ${streamAuditLine ?? 'unavailable'}`,
     );
   }
@@ -1053,3 +1053,13 @@ async function main(): Promise<number> {
 const code = await main();
 // The signal handler exits on its own once cleanup is done.
 if (!interrupted) process.exit(code);
+
+/** "failed runs: none", or one indented line per failed run. */
+function failedRunsLine(failures: readonly string[]): string {
+  return failures.length === 0 ? 'failed runs: none' : `failed runs:\n${failures.map((f) => `  - ${f}`).join('\n')}`;
+}
+
+/** The machine's load average before and after a part (the bench shares the CPUs with everything else). */
+function loadLine(part: { loadBefore: string; loadAfter: string }): string {
+  return `load average (1/5/15 min): ${part.loadBefore} before, ${part.loadAfter} after`;
+}
