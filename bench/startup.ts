@@ -3,14 +3,16 @@
  * median of 20 runs (after 3 warm-up runs, so the file cache is warm), with hyperfine when it is installed and a
  * spawn loop otherwise; `node -e ''` is measured the same way as the floor no CLI can go below. Target: ≤ 150 ms.
  *
- * Needs a build (bin/dbgate runs dist/). Flags: --runs N (default 20).
+ * Needs a build (bin/dbgate runs dist/). Flags: --runs N (default 20), --no-write (leave BENCHMARKS.md alone).
+ * Writes its section "CLI start: dbgate --help" of BENCHMARKS.md.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { upsertSection } from './report.js';
 
 const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const TARGET_MS = 150;
@@ -64,7 +66,7 @@ function withSpawnLoop(label: string, argv: readonly string[], runs: number): Me
 }
 
 function main(): void {
-  const { values } = parseArgs({ options: { runs: { type: 'string', default: '20' } } });
+  const { values } = parseArgs({ options: { runs: { type: 'string', default: '20' }, 'no-write': { type: 'boolean', default: false } } });
   const runs = Number(values.runs);
   if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs: not a positive integer: ${values.runs}`);
   const measure = hasHyperfine() ? withHyperfine : withSpawnLoop;
@@ -75,6 +77,24 @@ function main(): void {
   }
   const verdict = help.medianMs <= TARGET_MS ? 'meets' : 'MISSES';
   console.log(`dbgate --help ${verdict} the target of ≤ ${TARGET_MS} ms (${(help.medianMs - floor.medianMs).toFixed(0)} ms above bare node)`);
+  if (values['no-write']) return;
+  const file = join(PROJECT_ROOT, 'BENCHMARKS.md');
+  const commit = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: PROJECT_ROOT, encoding: 'utf8' }).stdout.trim();
+  const body = [
+    `Measured ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC at commit ${commit || 'unknown'} with \`npm run bench:startup\``,
+    `(\`bench/startup.ts\`): wall time of \`node bin/dbgate --help\`, median of ${runs} runs after ${WARMUP_RUNS} warm-up runs`,
+    `(${help.tool}), next to bare \`node -e ''\` as the floor. \`dbgate --help\` imports no command module, so neither`,
+    'ink/React, the SQL parser, the OIDC client nor node-postgres load (test/unit/cli-help.test.ts checks that).',
+    '',
+    '| command | median | min | max |',
+    '| :-- | --: | --: | --: |',
+    ...[help, floor].map((m) => `| \`${m.label}\` | ${m.medianMs.toFixed(0)} ms | ${m.minMs.toFixed(0)} ms | ${m.maxMs.toFixed(0)} ms |`),
+    '',
+    `- **${help.medianMs <= TARGET_MS ? 'PASS' : 'MISS'}** — \`dbgate --help\` ≤ ${TARGET_MS} ms: median ${help.medianMs.toFixed(0)} ms ` +
+      `(${(help.medianMs - floor.medianMs).toFixed(0)} ms above bare node)`,
+  ].join('\n');
+  writeFileSync(file, upsertSection(existsSync(file) ? readFileSync(file, 'utf8') : undefined, 'CLI start: dbgate --help', body));
+  console.log(`wrote "CLI start: dbgate --help" in ${file}`);
 }
 
 main();
