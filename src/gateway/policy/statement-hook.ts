@@ -75,9 +75,10 @@ export interface StatementHook {
   recordStatement(connection: ConnectionContext, statement: CompletedStatement): void;
 }
 
-function refusal(rule: string, message: string, hint: string): StatementDecision {
+/** A decision that refuses a statement: SQLSTATE 42501, the rule in DETAIL, the next step in HINT. */
+export function refusal(rule: string, message: string, hint: string, action: 'deny' | 'hold' = 'deny'): StatementDecision {
   return {
-    action: 'deny',
+    action,
     rule,
     changesSchema: false,
     error: { severity: 'ERROR', code: SqlState.insufficientPrivilege, message, detail: `rule: ${rule}`, hint },
@@ -158,17 +159,7 @@ function decideWithPolicy(policy: Policy, cache: DecisionCache, connection: Conn
   const searchPathChanged = decision.searchPath.join('\u0000') !== session.searchPath.join('\u0000');
   const common = { rule: decision.ruleId, changesSchema, ...(searchPathChanged ? { searchPathAfter: decision.searchPath } : {}) };
   if (decision.action === 'deny' || decision.action === 'hold') {
-    return {
-      ...common,
-      action: decision.action,
-      error: {
-        severity: 'ERROR',
-        code: SqlState.insufficientPrivilege,
-        message: decision.message,
-        detail: decision.detail,
-        hint: decision.hint,
-      },
-    };
+    return { ...refusal(decision.ruleId, decision.message, decision.hint, decision.action), ...common };
   }
   if (decision.action === 'mask' && classification.statements.some((statement) => statement.kind === 'copy')) {
     // COPY TO streams rows in its own format and COPY FROM could be aimed at masked tables: not for masked users.

@@ -17,7 +17,7 @@ import { isLoopbackHost } from '../config/load.js';
 import type { AuditWriter } from '../audit/audit-writer.js';
 import { CredentialRejected, type CredentialAuthority, type Identity } from '../identity/credentials.js';
 import type { Logger } from '../log.js';
-import type { CompletedStatement, ConnectionContext, ProtocolStep, StatementDecision, StatementHook } from '../policy/statement-hook.js';
+import { refusal, type CompletedStatement, type ConnectionContext, type ProtocolStep, type StatementDecision, type StatementHook } from '../policy/statement-hook.js';
 import { isUuid, type StateStore } from '../store/state-store.js';
 import {
   authenticationRequest,
@@ -511,18 +511,9 @@ export class ClientSession {
         const statement = this.statements.get(statementName.value);
         if (statement?.decision.action === 'mask' && requestsBinaryResults(message.body, statementName.next)) {
           // Masking works on the text representation; binary results of masked statements are refused.
-          const refused: StatementDecision = {
-            action: 'deny',
-            rule: statement.decision.rule,
-            changesSchema: false,
-            error: {
-              severity: 'ERROR',
-              code: SqlState.insufficientPrivilege,
-              message: 'dbgate: binary result format is not available for results that are masked for you',
-              detail: `rule: ${statement.decision.rule}`,
-              hint: 'request text format results (the default of most drivers)',
-            },
-          };
+          const refused = refusal(statement.decision.rule,
+            'dbgate: binary result format is not available for results that are masked for you',
+            'request text format results (the default of most drivers)');
           this.portals.delete(portal.value);
           this.track(this.entry('refused-step', 'bind', statement.text, now, refused));
           toUpstream.push(serialize.parse({ name: '', text: DENIAL_PLACEHOLDER_SQL }));
@@ -617,7 +608,8 @@ export class ClientSession {
       return;
     }
     // Backpressure: stop reading from the client while the server is not keeping up (COPY FROM, huge Binds).
-    if (upstream.writableNeedDrain) {
+    // One drain listener per pause: further writes while paused must not stack listeners.
+    if (upstream.writableNeedDrain && !this.client.isPaused()) {
       this.client.pause();
       upstream.once('drain', () => this.client.resume());
     }
