@@ -61,12 +61,3 @@ export class DbgateError extends Error {
     return exitCodeByErrorCode[this.code] ?? ExitCode.error;
   }
 }
-
-export function isDbgateError(error: unknown): error is DbgateError {
-  return error instanceof DbgateError;
-}
-
-/** Message of any thrown value, for places that must say something without a stack. */
-export function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}

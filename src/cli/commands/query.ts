@@ -7,6 +7,7 @@ import { Option, type Command } from 'commander';
 import pg from 'pg';
 import { ExitWith, writeLine, type CommandContext } from '../../shared/cli-runtime.js';
 import { DbgateError } from '../../shared/errors.js';
+import { gatewayRefusal } from '../../shared/refusals.js';
 import { openCredentialSource } from '../credential-source.js';
 import { toCsv } from '../output/csv.js';
 import { renderTable, type ColumnAlignment } from '../output/table.js';
@@ -155,9 +156,9 @@ export function queryError(error: unknown, target: string): unknown {
   const message = error.message.replace(/^dbgate: /, '');
   const hint = error.hint ? { hint: error.hint } : {};
   const sqlstate = error.code ?? '';
-  if (sqlstate === '42501') {
-    return new DbgateError(/held for approval/.test(message) ? 'PENDING_APPROVAL' : 'DENIED', message, { ...hint, cause: error });
-  }
+  // Only the gateway's refusals exit 5 / 6; the database's own "permission denied" is an ordinary SQL error.
+  const refusal = gatewayRefusal(error.code, error.message);
+  if (refusal) return new DbgateError(refusal === 'held' ? 'PENDING_APPROVAL' : 'DENIED', message, { ...hint, cause: error });
   if (sqlstate.startsWith('28')) {
     return new DbgateError('CREDENTIAL_EXPIRED', message, { hint: error.hint ?? 'run: dbgate login', cause: error });
   }

@@ -30,6 +30,7 @@ import {
   SqlState,
 } from '../../gateway/wire/protocol.js';
 import { openGatewayConnection, type GatewayEndpoint } from './gateway-connection.js';
+import { gatewayRefusal } from '../../shared/refusals.js';
 
 export interface LocalTunnelOptions {
   target: string;
@@ -290,10 +291,9 @@ export class LocalTunnel {
       else if (type === BackendCode.CommandComplete) report('allowed');
       else if (type === BackendCode.ErrorResponse) {
         const fields = parseErrorFields(body);
-        // Only the gateway's own refusals: PostgreSQL's 42501 ("permission denied for table") has no dbgate: prefix.
-        if (fields['C'] === SqlState.insufficientPrivilege && fields['M']?.startsWith('dbgate:')) {
-          report(fields['M'].includes('held for approval') ? 'held' : 'denied');
-        }
+        // Only the gateway's own refusals: PostgreSQL's 42501 ("permission denied for table") is not one.
+        const refusal = gatewayRefusal(fields['C'], fields['M']);
+        if (refusal) report(refusal);
       }
       return 'forward';
     });
@@ -324,7 +324,11 @@ function relayObserved(gateway: TLSSocket, client: Socket, observer: BackendRela
       return;
     }
     let full = false;
+    // One chunk in, one TCP write out: without cork a chunk split around an inspected message would leave as
+    // several segments (the socket has no-delay set).
+    client.cork();
     for (const part of parts) full = !client.write(part) || full;
+    client.uncork();
     if (full) {
       gateway.pause();
       client.once('drain', () => gateway.resume());
