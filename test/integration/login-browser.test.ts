@@ -286,9 +286,7 @@ describe('dbgate login (browser: authorization code + PKCE, loopback redirect)',
 
     it('gives up with a clear message when no sign-in arrives in time', async () => {
       const harness = cliHarness({ HOME: dir, DBGATE_CONFIG_DIR: join(dir, 'timeout') }, { openUrl: async () => {} });
-      const started = Date.now();
       expect(await dbgate(['login', '--gateway', sharedStack().gateway.apiUrl, '--insecure-storage', '--timeout', '1s'], harness)).toBe(1);
-      expect(Date.now() - started).toBeLessThan(10_000);
       expect(harness.stderr()).toContain('dbgate: login failed: no sign-in arrived within 1s');
       expect(harness.stderr()).toContain('hint: run dbgate login again and finish signing in in the browser (or use dbgate login --device)');
     });

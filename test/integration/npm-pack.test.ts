@@ -14,24 +14,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runProcess, type Finished } from '../support/processes.js';
 
-interface Finished {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(command: string, args: string[], cwd = process.cwd()): Promise<Finished> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.once('error', reject);
-    child.once('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 /** What `npm pack --json` reports for one package. */
 interface PackResult {
@@ -58,7 +42,7 @@ describe('npm package', () => {
     // As root, the dev stack runs PostgreSQL as the postgres user, who must be able to reach the installed binaries
     // (mkdtemp makes 0700 directories; an ordinary install location is world-readable).
     await chmod(workDir, 0o755);
-    const pack = await run('npm', ['pack', '--json', '--pack-destination', workDir]);
+    const pack = await runProcess('npm', ['pack', '--json', '--pack-destination', workDir]);
     expect(pack.code, pack.stderr).toBe(0);
     packed = (JSON.parse(pack.stdout) as PackResult[])[0]!;
     shipped = packed.files.map((file) => file.path).sort();
@@ -66,7 +50,7 @@ describe('npm package', () => {
     project = join(workDir, 'project');
     await mkdir(project);
     await writeFile(join(project, 'package.json'), JSON.stringify({ private: true, allowScripts: { [platformPackage]: true } }));
-    install = await run('npm', [
+    install = await runProcess('npm', [
       'install', '--prefix', project, join(workDir, packed.filename), '--no-audit', '--no-fund', '--strict-allow-scripts',
     ]);
   }, INSTALL_TIMEOUT_MS);
@@ -98,9 +82,9 @@ describe('npm package', () => {
   });
 
   it('runs dbgate --version and dbgate-gateway --help from node_modules/.bin', async () => {
-    const version = await run(bin('dbgate'), ['--version'], project);
+    const version = await runProcess(bin('dbgate'), ['--version'], process.env, project);
     expect(version).toMatchObject({ code: 0, stdout: `${packed.version}\n` });
-    const help = await run(bin('dbgate-gateway'), ['--help'], project);
+    const help = await runProcess(bin('dbgate-gateway'), ['--help'], process.env, project);
     expect(help.code).toBe(0);
     expect(help.stdout).toContain('Usage: dbgate-gateway');
   });

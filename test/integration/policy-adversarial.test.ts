@@ -152,8 +152,10 @@ describe('policy against adversarial statements (demo policy, prod-orders)', () 
 
   function assertNoLeak(exchange: Exchange, user: string): void {
     if (user !== 'alice') return;
+    // Also with separators removed: a card number reformatted as '4111 1111 …' is still that card number.
     const received = exchange.bytes.toString('utf8');
-    const leaked = sensitive.filter((value) => received.includes(value));
+    const compact = received.replace(/[ -]/g, '');
+    const leaked = sensitive.filter((value) => received.includes(value) || (/^\d{13,19}$/.test(value) && compact.includes(value)));
     expect(leaked.slice(0, 3), 'unmasked values reached the client').toEqual([]);
   }
 
@@ -191,6 +193,10 @@ describe('policy against adversarial statements (demo policy, prod-orders)', () 
       const exchange = await client.query(testCase.sql);
       if (testCase.expect === 'ok') {
         expect(exchange.errors).toEqual([]);
+        // A result to inspect: a query that returned nothing would prove nothing about masking. (A write that ran
+        // reports its own command tag instead.)
+        const ranWrite = exchange.messages.some((m) => m.type === 'C' && !m.body.toString('latin1').startsWith('SELECT'));
+        expect(exchange.rows.length > 0 || ranWrite).toBe(true);
         testCase.rows?.(exchange.rows);
       } else {
         expect(exchange.errors).toHaveLength(1);

@@ -105,7 +105,6 @@ describe('psql through tunnel and gateway', () => {
   });
 
   it('cancels a running pg_sleep(10) when psql gets Ctrl-C (SIGINT)', async () => {
-    const started = Date.now();
     const child = spawn('psql', ['-X', '-c', 'select pg_sleep(10)'], { env: tunnel.libpqEnv, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
@@ -113,10 +112,8 @@ describe('psql through tunnel and gateway', () => {
     expect(await eventually(async () => (await activeServiceBackends(admin)).some((b) => b.query === 'select pg_sleep(10)' && b.state === 'active'), 10_000)).toBe(true);
     child.kill('SIGINT');
     const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
-    const elapsed = Date.now() - started;
     expect(stderr).toContain('canceling statement due to user request');
     expect(code).toBe(1);
-    expect(elapsed).toBeLessThan(9_000); // it did not run to completion
     expect(await eventually(async () => !(await activeServiceBackends(admin)).some((b) => b.query === 'select pg_sleep(10)' && b.state === 'active'))).toBe(true);
   });
 });

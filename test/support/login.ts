@@ -3,7 +3,6 @@
  * headless Chromium (Debian `chromium`, driven by playwright-core) that signs people in on the dev IdP's pages.
  * Missing Chromium fails the tests with a clear message; it never skips them.
  */
-import { spawn } from 'node:child_process';
 import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -101,28 +100,8 @@ export async function signInOnIdpPage(page: Page, login: string, password = DEV_
   await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
 }
 
-export interface Finished {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+export { runProcess, type Finished } from './processes.js';
 
-/** Runs a process to completion with exactly the given environment. */
-export function runProcess(command: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs = 60_000): Promise<Finished> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.once('error', reject);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 /** The secrets a file-stored login holds (the test reads them the way an attacker with the user's uid could). */
 export async function fileSecrets(configDir: string, profile = 'default'): Promise<{ credential: string; refresh_token?: string; superseded?: string[] }> {
