@@ -4,7 +4,7 @@
  * grant with no rules: `allow`, rows stream untouched). Medians over alternating rounds, as in report.ts.
  */
 import type { PgbenchResult } from './pgbench.js';
-import { median, type Verdict } from './report.js';
+import { renderTable, median, type Verdict } from './report.js';
 
 export const POLICY_MODES = ['policy-off', 'policy-on'] as const;
 export type PolicyMode = (typeof POLICY_MODES)[number];
@@ -130,13 +130,5 @@ function cells(r: PolicyRow, labels: Record<PolicyMode, string>): string[] {
 }
 
 export function renderPolicyTable(rows: readonly PolicyRow[], labels: Record<PolicyMode, string>, markdown: boolean): string {
-  const lines = rows.map((r) => cells(r, labels));
-  if (markdown) {
-    const line = (c: string[]): string => `| ${c.join(' | ')} |`;
-    return [line(HEADERS), line(HEADERS.map((_, i) => (i === 0 ? ':--' : '--:'))), ...lines.map(line)].join('\n');
-  }
-  const all = [HEADERS, ...lines];
-  const widths = HEADERS.map((_, i) => Math.max(...all.map((c) => (c[i] ?? '').length)));
-  const pad = (c: string[]): string => c.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0))).join('  ');
-  return [pad(HEADERS), widths.map((w) => '-'.repeat(w)).join('  '), ...lines.map(pad)].join('\n');
+  return renderTable(HEADERS, rows.map((r) => cells(r, labels)), markdown);
 }

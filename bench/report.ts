@@ -234,22 +234,29 @@ function tableCells(r: SummaryRow): string[] {
   ];
 }
 
+/**
+ * A table as aligned plain text (names left, numbers right) for the terminal, or as GitHub Markdown. Every bench
+ * part renders its table through this.
+ */
+export function renderTable(headers: readonly string[], rows: ReadonlyArray<readonly string[]>, markdown: boolean): string {
+  if (markdown) {
+    const line = (cells: readonly string[]): string => `| ${cells.join(' | ')} |`;
+    return [line(headers), line(headers.map((_, i) => (i === 0 ? ':--' : '--:'))), ...rows.map(line)].join('\n');
+  }
+  const widths = headers.map((_, i) => Math.max(...[headers, ...rows].map((cells) => (cells[i] ?? '').length)));
+  const pad = (cells: readonly string[]): string =>
+    cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0))).join('  ');
+  return [pad(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(pad)].join('\n');
+}
+
 /** The comparison table as aligned plain text, for the terminal. */
 export function renderTextTable(rows: readonly SummaryRow[]): string {
-  const lines = [HEADERS, ...rows.map(tableCells)];
-  const widths = HEADERS.map((_, i) => Math.max(...lines.map((cells) => (cells[i] ?? '').length)));
-  // Left-align the names, right-align the numbers.
-  const pad = (cells: string[]): string =>
-    cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0))).join('  ');
-  const rule = widths.map((w) => '-'.repeat(w)).join('  ');
-  return [pad(HEADERS), rule, ...rows.map((r) => pad(tableCells(r)))].join('\n');
+  return renderTable(HEADERS, rows.map(tableCells), false);
 }
 
 /** The comparison table as GitHub Markdown. */
 export function renderMarkdownTable(rows: readonly SummaryRow[]): string {
-  const line = (cells: string[]): string => `| ${cells.join(' | ')} |`;
-  const align = HEADERS.map((_, i) => (i === 0 ? ':--' : '--:'));
-  return [line(HEADERS), line(align), ...rows.map((r) => line(tableCells(r)))].join('\n');
+  return renderTable(HEADERS, rows.map(tableCells), true);
 }
 
 export function renderVerdicts(verdicts: readonly Verdict[], markdown: boolean): string {

@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { processCpuUs, sampleRss } from './gateway-process.js';
-import { median, type Verdict } from './report.js';
+import { renderTable, median, type Verdict } from './report.js';
 
 /** Where psql connects and how. */
 export interface PsqlEndpoint {
@@ -289,13 +289,5 @@ function cells(r: StreamRow, unmasked: StreamRow | undefined, labels: Record<Str
 
 export function renderStreamTable(rows: readonly StreamRow[], labels: Record<StreamId, string>, markdown: boolean): string {
   const unmasked = rows.find((r) => r.stream === 'unmasked');
-  const lines = rows.map((r) => cells(r, unmasked, labels));
-  if (markdown) {
-    const line = (c: string[]): string => `| ${c.join(' | ')} |`;
-    return [line(HEADERS), line(HEADERS.map((_, i) => (i === 0 ? ':--' : '--:'))), ...lines.map(line)].join('\n');
-  }
-  const all = [HEADERS, ...lines];
-  const widths = HEADERS.map((_, i) => Math.max(...all.map((c) => (c[i] ?? '').length)));
-  const pad = (c: string[]): string => c.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0))).join('  ');
-  return [pad(HEADERS), widths.map((w) => '-'.repeat(w)).join('  '), ...lines.map(pad)].join('\n');
+  return renderTable(HEADERS, rows.map((r) => cells(r, unmasked, labels)), markdown);
 }
