@@ -518,7 +518,9 @@ describe('classifyStatements: messages', () => {
 
   it('reports a syntax error with PostgreSQL\'s message and position', () => {
     const classification = classifyStatements('SELECT 1; SELEC 2');
-    expect(classification).toEqual({ statements: [], parseError: 'syntax error at or near "SELEC"', parseErrorPosition: 10 });
+    expect(classification).toEqual({
+      statements: [], parseError: 'syntax error at or near "SELEC"', parseErrorPosition: 10, literalSensitive: false,
+    });
   });
 
   it('refuses text with a NUL character (the parser would stop reading there)', () => {
@@ -526,8 +528,8 @@ describe('classifyStatements: messages', () => {
   });
 
   it('an empty or comment-only message has no statements and no error', () => {
-    expect(classifyStatements('')).toEqual({ statements: [], parseError: null });
-    expect(classifyStatements('  -- nothing\n /* at all */ ;')).toEqual({ statements: [], parseError: null });
+    expect(classifyStatements('')).toEqual({ statements: [], parseError: null, literalSensitive: false });
+    expect(classifyStatements('  -- nothing\n /* at all */ ;')).toEqual({ statements: [], parseError: null, literalSensitive: false });
   });
 
   it('fails closed on absurdly deep nesting: a syntax error, or an unanalysable statement, never a silent pass', () => {

@@ -69,12 +69,12 @@ describe('DecisionCache', () => {
 
   it('evicts the least recently used entry when full', () => {
     const cache = new DecisionCache({ maxEntries: 2 });
-    cache.decide(DEMO_POLICY, request('SELECT 1'));
-    cache.decide(DEMO_POLICY, request('SELECT 2'));
-    cache.decide(DEMO_POLICY, request('SELECT 1'));
-    cache.decide(DEMO_POLICY, request('SELECT 3'));
-    expect(cache.decide(DEMO_POLICY, request('SELECT 1')).cached).toBe(true);
-    expect(cache.decide(DEMO_POLICY, request('SELECT 2')).cached).toBe(false);
+    cache.decide(DEMO_POLICY, request('SELECT id FROM orders'));
+    cache.decide(DEMO_POLICY, request('SELECT status FROM orders'));
+    cache.decide(DEMO_POLICY, request('SELECT id FROM orders'));
+    cache.decide(DEMO_POLICY, request('SELECT total FROM orders'));
+    expect(cache.decide(DEMO_POLICY, request('SELECT id FROM orders')).cached).toBe(true);
+    expect(cache.decide(DEMO_POLICY, request('SELECT status FROM orders')).cached).toBe(false);
   });
 
   it('does not cache statements longer than maxStatementLength', () => {
@@ -91,5 +91,86 @@ describe('DecisionCache', () => {
     expect(Object.isFrozen(decision)).toBe(true);
     expect(Object.isFrozen(decision.maskColumns)).toBe(true);
     expect(() => decision.maskColumns.pop()).toThrow(TypeError);
+  });
+
+  it('shares one decision among texts that differ only in their literals, from the second of a shape on', () => {
+    const cache = new DecisionCache();
+    const text = (aid: number): string => `SELECT abalance FROM pgbench_accounts WHERE aid = ${aid}`;
+    expect(cache.decide(DEMO_POLICY, request(text(1))).cached).toBe(false);
+    expect(cache.decide(DEMO_POLICY, request(text(2))).cached).toBe(false);
+    for (let aid = 3; aid < 13; aid += 1) {
+      const answer = cache.decide(DEMO_POLICY, request(text(aid)));
+      expect(answer.cached).toBe(true);
+      expect(answer.decision).toEqual(evaluate(DEMO_POLICY, {
+        identity: alice, target: 'prod-orders', searchPath: ['$user', 'public'], classification: classifyStatements(text(aid)),
+      }));
+    }
+    expect(cache.stats).toMatchObject({ misses: 2, hits: 10, normalizedHits: 10 });
+  });
+
+  it('never shares a decision that read a literal: settings, set_config, positions', () => {
+    const cache = new DecisionCache();
+    const harmless = "SELECT set_config('application_name', 'report', false)";
+    cache.decide(DEMO_POLICY, request(harmless));
+    cache.decide(DEMO_POLICY, request(harmless.replace('report', 'other')));
+    const escape = cache.decide(DEMO_POLICY, request("SELECT set_config('search_path', 'evil', false)"));
+    expect(escape.cached).toBe(false);
+    expect(escape.decision.action).toBe('deny');
+    expect(classifyStatements(harmless).literalSensitive).toBe(true);
+    expect(classifyStatements('SELECT id FROM customers ORDER BY 1').literalSensitive).toBe(true);
+    expect(classifyStatements('SELECT id FROM customers WHERE id = 1 LIMIT 5').literalSensitive).toBe(false);
+  });
+
+  /**
+   * The safety property: whatever order statements arrive in, a cached decision is the one a fresh evaluation of
+   * that very text gives. Templates cover the places where literals decide (settings, set_config, ORDER BY / GROUP
+   * BY positions, regclass names, DO bodies, COPY files, EXPLAIN options, dynamic SQL) and plain ones.
+   */
+  it('gives every text of a shape the decision evaluation gives it, in any order', () => {
+    const templates = [
+      'SELECT * FROM customers WHERE id = {n}',
+      'SELECT id, name, email FROM customers ORDER BY {n}',
+      'SELECT email, count(*) FROM customers GROUP BY {n}',
+      'SELECT * FROM customers LIMIT {n} OFFSET {n}',
+      "SELECT set_config({s}, {s}, {b})",
+      'SET client_encoding = {s}',
+      'SET search_path = {s}',
+      'SET standard_conforming_strings = {s}',
+      'SELECT {s}::regclass',
+      'SELECT nextval({s})',
+      "SELECT pg_read_file({s})",
+      "SELECT query_to_xml({s}, true, true, '')",
+      'DO $$BEGIN PERFORM {n}; END$$',
+      'COPY customers TO {s}',
+      'EXPLAIN (ANALYZE {b}) DELETE FROM orders WHERE id = {n}',
+      'UPDATE orders SET status = {s} WHERE id = {n}',
+      "SELECT * FROM customers c WHERE c.email = {s}",
+      'SELECT {s} AS x, length({s})',
+    ];
+    const strings = ["'public'", "'search_path'", "'application_name'", "'LATIN1'", "'UTF8'", "'off'", "'customers'",
+      "'/etc/passwd'", "'select * from customers'", "'x'"];
+    const numbers = ['1', '2', '3', '0', '42'];
+    const booleans = ['true', 'false'];
+    const texts: string[] = [];
+    for (const template of templates) {
+      for (let variant = 0; variant < 12; variant += 1) {
+        let counter = variant;
+        const pick = (list: string[]): string => list[(counter++ * 7 + 3) % list.length]!;
+        texts.push(template.replace(/\{s\}/g, () => pick(strings)).replace(/\{n\}/g, () => pick(numbers))
+          .replace(/\{b\}/g, () => pick(booleans)));
+      }
+    }
+    for (const order of [texts, [...texts].reverse(), texts.filter((_, i) => i % 2 === 0).concat(texts.filter((_, i) => i % 2 === 1))]) {
+      const cache = new DecisionCache();
+      for (const identity of [alice, bob]) {
+        for (const sql of order) {
+          const expected = evaluate(DEMO_POLICY, {
+            identity, target: 'prod-orders', searchPath: ['$user', 'public'], classification: classifyStatements(sql),
+          });
+          expect(cache.decide(DEMO_POLICY, request(sql, { identity })).decision, sql).toEqual(expected);
+        }
+      }
+      expect(cache.stats.normalizedHits).toBeGreaterThan(0);
+    }
   });
 });

@@ -16,6 +16,7 @@ import { Buffer } from 'node:buffer';
 import type * as LibPgQuery from 'libpg-query';
 import { assessFunction, formatFunctionName, type FunctionName } from './functions.js';
 import { InferenceCollector, type InferenceColumn } from './inference.js';
+import { countingLiteralReads, noteLiteralRead } from './literal-reads.js';
 
 export { INFERENCE_CLAUSES, type InferenceClause, type InferenceColumn } from './inference.js';
 
@@ -151,6 +152,11 @@ export interface Classification {
   parseError: string | null;
   /** 0-based character offset of the syntax error, when the parser reports one. */
   parseErrorPosition?: number;
+  /**
+   * Whether the value of any literal went into this classification (a setting's value, `ORDER BY 2`, a DO body…).
+   * When false, every text that differs only in its literals classifies the same (see decision-cache.ts).
+   */
+  literalSensitive: boolean;
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -177,11 +183,25 @@ function loadedParser(): typeof LibPgQuery {
 }
 
 /**
+ * PostgreSQL's normalisation of a statement text: every constant replaced by `$n` (as pg_stat_statements shows
+ * statements), comments and layout kept. Throws on text that does not parse.
+ */
+export function normalizeStatementText(sql: string): string {
+  if (sql.includes('\0')) throw new Error('the statement text contains a NUL character');
+  return loadedParser().normalizeSync(sql);
+}
+
+/**
  * Classifies every statement of `sql` (the text of one Query or Parse message). Never throws for bad SQL: a syntax
  * error comes back as `parseError`, anything the walk cannot handle as an `unknown` statement with an unanalysable
  * reason — both of which the policy denies.
  */
 export function classifyStatements(sql: string): Classification {
+  const { result, literalReads } = countingLiteralReads(() => classifyText(sql));
+  return { ...result, literalSensitive: literalReads > 0 };
+}
+
+function classifyText(sql: string): Omit<Classification, 'literalSensitive'> {
   const { parseSync } = loadedParser();
   // The parser reads a C string: text after a NUL would be invisible to it but not necessarily to the server.
   if (sql.includes('\0')) return { statements: [], parseError: 'the statement text contains a NUL character' };
@@ -191,7 +211,7 @@ export function classifyStatements(sql: string): Classification {
     rawStatements = (parseSync(sql).stmts ?? []) as RawStatement[];
   } catch (error) {
     const details = (error as { sqlDetails?: { cursorPosition?: number } }).sqlDetails;
-    const classification: Classification = { statements: [], parseError: (error as Error).message };
+    const classification: Omit<Classification, 'literalSensitive'> = { statements: [], parseError: (error as Error).message };
     if (details?.cursorPosition !== undefined) classification.parseErrorPosition = details.cursorPosition;
     return classification;
   }
@@ -989,6 +1009,12 @@ function functionNameOf(funcname: unknown): FunctionName | undefined {
 
 /** A literal's text: `'x'`, `42`, `1.5`, `true`; undefined when the node is not a constant. */
 function constantText(node: unknown): string | undefined {
+  const text = literalText(node);
+  if (text !== undefined) noteLiteralRead();
+  return text;
+}
+
+function literalText(node: unknown): string | undefined {
   if (node === null || typeof node !== 'object') return undefined;
   const fields = node as Fields;
   const constant = (fields['A_Const'] ?? fields['String'] ?? fields['Integer'] ?? fields['Boolean'] ?? fields['Float']) as
@@ -997,7 +1023,7 @@ function constantText(node: unknown): string | undefined {
   if (constant === undefined) {
     // A type cast around a constant ('x'::text) keeps its value.
     const cast = fields['TypeCast'] as Fields | undefined;
-    return cast ? constantText(cast['arg']) : undefined;
+    return cast ? literalText(cast['arg']) : undefined;
   }
   if (typeof constant['sval'] === 'string') return constant['sval'];
   const sval = constant['sval'] as Fields | undefined;

@@ -5,12 +5,24 @@
  * Two bounded LRU maps:
  * - classifications by exact statement text (a classification depends on nothing else), shared across identities;
  * - decisions by everything `evaluate` reads: policy version, identity kind, sorted groups, target, search_path,
- *   default search_path and the exact statement text. `evaluate` is pure, so a hit is the decision it would return.
+ *   default search_path and the statement text. `evaluate` is pure, so a hit is the decision it would return.
+ *
+ * Texts that differ only in their literals (`… WHERE aid = 17` / `… WHERE aid = 4711`: pgbench -M simple, ORMs that
+ * inline values) share one decision, keyed by PostgreSQL's own normalisation of the text (libpg_query's
+ * `normalize`, which replaces each constant by `$n` as pg_stat_statements does; it costs a fraction of a parse and
+ * walk). A decision is stored under the normalised text only when it provably does not depend on a literal:
+ * - the classification of the original text read no literal's value (`literalSensitive`, literal-reads.ts:
+ *   setting values, set_config arguments, `ORDER BY 2`, DO bodies), and
+ * - the normalised text itself, classified and judged, gets the very same decision. Where a literal stood, the
+ *   classifier now sees a parameter whose value it cannot know, and it fails closed on what it cannot know; a
+ *   statement whose normalised form does not even parse (`interval $1`) is simply not shared.
+ * Two texts with the same normalisation have the same parse tree but for constant values, so the decision carries
+ * over. Everything else keeps the exact-text key.
  *
  * Statements longer than `maxStatementLength` are not cached (they are rarely repeated byte for byte, and would let
  * a client fill the cache with megabytes of text); `maxEntries` bounds each map.
  */
-import { classifyStatements, type Classification } from './classify.js';
+import { classifyStatements, normalizeStatementText, type Classification } from './classify.js';
 import { evaluate, type Decision, type EvaluationInput, type Policy } from './policy.js';
 
 export interface DecisionCacheOptions {
@@ -34,6 +46,8 @@ export interface CachedDecision {
 
 export interface DecisionCacheStats {
   hits: number;
+  /** Hits through the normalised text (included in `hits`). */
+  normalizedHits: number;
   misses: number;
   classificationHits: number;
   size: number;
@@ -78,8 +92,11 @@ class LruMap<V> {
 export class DecisionCache {
   private readonly decisions: LruMap<CachedDecision>;
   private readonly classifications: LruMap<Classification>;
+  /** Normalised keys of statements that missed once: a second miss of the same shape tries to share its decision. */
+  private readonly shapes: LruMap<true>;
   private readonly maxStatementLength: number;
   private hits = 0;
+  private normalizedHits = 0;
   private misses = 0;
   private classificationHits = 0;
 
@@ -87,22 +104,51 @@ export class DecisionCache {
     const maxEntries = options.maxEntries ?? 10_000;
     this.decisions = new LruMap(maxEntries);
     this.classifications = new LruMap(maxEntries);
+    this.shapes = new LruMap(maxEntries);
     this.maxStatementLength = options.maxStatementLength ?? 8192;
   }
 
   /** The decision for `request.sql`; classifies and evaluates only on a miss. */
   decide(policy: Policy, request: DecideRequest): CachedDecision {
     const cacheable = request.sql.length <= this.maxStatementLength;
-    const key = cacheable ? decisionKey(policy, request) : undefined;
-    if (key !== undefined) {
-      const hit = this.decisions.get(key);
-      if (hit !== undefined) {
+    if (!cacheable) return this.evaluateText(policy, request, request.sql, false);
+    const key = decisionKey(policy, request, request.sql);
+    const hit = this.decisions.get(key);
+    if (hit !== undefined) {
+      this.hits += 1;
+      return hit;
+    }
+    const normalized = normalizedText(request.sql);
+    const normalizedKey = normalized === undefined ? undefined : decisionKey(policy, request, normalized, true);
+    if (normalizedKey !== undefined) {
+      const shared = this.decisions.get(normalizedKey);
+      if (shared !== undefined) {
         this.hits += 1;
-        return hit.cached ? hit : { ...hit, cached: true };
+        this.normalizedHits += 1;
+        return shared;
       }
     }
     this.misses += 1;
-    const classification = this.classify(request.sql, cacheable);
+    const result = this.evaluateText(policy, request, request.sql, true);
+    const cached: CachedDecision = Object.freeze({ ...result, cached: true });
+    this.decisions.set(key, cached);
+    // Judging the normalised text costs a second classification: only worth it for a shape seen before.
+    if (normalizedKey !== undefined && !result.classification.literalSensitive && this.shapeSeen(normalizedKey)) {
+      const general = this.evaluateText(policy, request, normalized!, true);
+      if (sameDecision(general.decision, result.decision)) this.decisions.set(normalizedKey, cached);
+    }
+    return result;
+  }
+
+  /** Whether a statement of this normalised shape missed the cache before (and records that this one did). */
+  private shapeSeen(normalizedKey: string): boolean {
+    if (this.shapes.get(normalizedKey) !== undefined) return true;
+    this.shapes.set(normalizedKey, true);
+    return false;
+  }
+
+  private evaluateText(policy: Policy, request: DecideRequest, sql: string, cacheable: boolean): CachedDecision {
+    const classification = this.classify(sql, cacheable);
     const input: EvaluationInput = {
       identity: request.identity,
       target: request.target,
@@ -110,10 +156,7 @@ export class DecisionCache {
       classification,
     };
     if (request.defaultSearchPath !== undefined) input.defaultSearchPath = request.defaultSearchPath;
-    const decision = deepFreeze(evaluate(policy, input));
-    const result: CachedDecision = { decision, classification, cached: false };
-    if (key !== undefined) this.decisions.set(key, Object.freeze({ decision, classification, cached: true }));
-    return result;
+    return { decision: deepFreeze(evaluate(policy, input)), classification, cached: false };
   }
 
   /** The classification of `sql`, from the cache when possible. */
@@ -135,6 +178,7 @@ export class DecisionCache {
       hits: this.hits,
       misses: this.misses,
       classificationHits: this.classificationHits,
+      normalizedHits: this.normalizedHits,
       size: this.decisions.size,
     };
   }
@@ -143,6 +187,7 @@ export class DecisionCache {
   clear(): void {
     this.decisions.clear();
     this.classifications.clear();
+    this.shapes.clear();
   }
 }
 
@@ -150,7 +195,7 @@ export class DecisionCache {
  * Everything `evaluate` reads, joined with separators that cannot occur in the parts (NUL never reaches the
  * classifier: it rejects statement texts containing one; group, target and schema names cannot hold one either).
  */
-function decisionKey(policy: Policy, request: DecideRequest): string {
+function decisionKey(policy: Policy, request: DecideRequest, sql: string, normalized = false): string {
   const groups = [...request.identity.groups].sort().join('\u0001');
   const searchPath = request.searchPath.join('\u0001');
   const defaultSearchPath = request.defaultSearchPath?.join('\u0001') ?? '';
@@ -161,8 +206,29 @@ function decisionKey(policy: Policy, request: DecideRequest): string {
     request.target,
     searchPath,
     defaultSearchPath,
-    request.sql,
+    // A normalised text is also a valid statement text: the marker keeps the two kinds of key apart.
+    normalized ? 'normalized' : 'exact',
+    sql,
   ].join('\u0000');
+}
+
+/**
+ * PostgreSQL's normalisation of `sql` (constants → `$n`), or undefined when it has no constants (or does not parse):
+ * then there is nothing to share.
+ */
+function normalizedText(sql: string): string | undefined {
+  let normalized: string;
+  try {
+    normalized = normalizeStatementText(sql);
+  } catch {
+    return undefined;
+  }
+  return normalized === sql ? undefined : normalized;
+}
+
+/** Whether two decisions are interchangeable: everything the proxy and the audit trail use from one. */
+function sameDecision(a: Decision, b: Decision): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
 }
 
 function deepFreeze<T>(value: T): T {

@@ -29,6 +29,8 @@
  * Functions in FROM (`unnest(…)`, `jsonb_to_recordset(…)`) pass every reference in their arguments to every column.
  */
 
+import { noteLiteralRead } from './literal-reads.js';
+
 export const INFERENCE_CLAUSES = [
   'where', 'join', 'order_by', 'group_by', 'distinct', 'having', 'window', 'set_operation',
 ] as const;
@@ -713,6 +715,7 @@ function integerConstant(item: unknown): number | undefined {
   const ival = constant?.['ival'];
   if (ival === undefined) return undefined;
   const value = typeof ival === 'number' ? ival : (ival as Fields)['ival'];
+  noteLiteralRead();
   // An A_Const of 0 carries no ival field at all: { ival: {} }.
   return typeof value === 'number' ? value : 0;
 }
