@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { columnKey, type MaskedColumnKeys } from '../../src/gateway/masking/catalog.js';
 import { createMasker, type MaskStyle } from '../../src/gateway/masking/mask.js';
-import { ResultMasker } from '../../src/gateway/masking/result-masker.js';
+import { MaskingFailure, ResultMasker } from '../../src/gateway/masking/result-masker.js';
 import { readDataRowColumns, writeDataRow, type ResultField } from '../../src/gateway/masking/row-messages.js';
 
 const CUSTOMERS = 16_384;
@@ -81,5 +81,33 @@ describe('ResultMasker', () => {
     expect(binary.hasBinaryColumnsToMask).toBe(true);
     const clean = new ResultMasker([{ ...field('id', CUSTOMERS, 1, INT8), format: 1 }], keys([[3, 'partial']]), maskers);
     expect(clean.hasBinaryColumnsToMask).toBe(false);
+  });
+
+  it('rewrites a row in place inside a larger buffer: NULLs, multi-byte text, values growing and shrinking', () => {
+    const masker = new ResultMasker(
+      [field('name', CUSTOMERS, 2), field('email', CUSTOMERS, 3), field('phone', CUSTOMERS, 4), field('ssn', CUSTOMERS, 5),
+        field('note', 0, 0)],
+      keys([[3, 'partial'], [4, 'partial'], [5, 'redact']]),
+      maskers,
+    );
+    const values = ['Zoë Ñúñez', 'zoë@exämple.com', null, '123-45-6789', 'mail zoe@example.com ✓'];
+    const row = writeDataRow(values.map((v) => (v === null ? null : Buffer.from(v))));
+    // The DataRow body sits between other bytes, as it does inside a chunk read from the server.
+    const chunk = Buffer.concat([Buffer.from('before'), row, Buffer.from('after')]);
+    const masked = masker.maskRow(chunk, 6 + 5, 6 + row.length);
+    expect(masked).not.toBeNull();
+    expect(masked!.readInt32BE(1)).toBe(masked!.length - 1);
+    expect(readDataRowColumns(masked!.subarray(5)).map((v) => (v === null ? null : v.toString()))).toEqual([
+      'Zoë Ñúñez', '****.com', null, '[redacted]', 'mail z***@example.com ✓',
+    ]);
+    expect(masker.maskedColumns).toEqual(['email', 'ssn', 'note']);
+  });
+
+  it('refuses a row that does not fit its RowDescription instead of passing it', () => {
+    const masker = new ResultMasker([field('email', CUSTOMERS, 3)], keys([[3, 'partial']]), maskers);
+    const two = writeDataRow([Buffer.from('a@example.com'), Buffer.from('x')]);
+    expect(() => masker.maskRow(two.subarray(5))).toThrow(MaskingFailure);
+    const truncated = writeDataRow([Buffer.from('a@example.com')]);
+    expect(() => masker.maskRow(truncated.subarray(5, truncated.length - 2))).toThrow(MaskingFailure);
   });
 });

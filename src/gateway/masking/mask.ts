@@ -26,7 +26,7 @@ export function isTextLike(typeOid: number): boolean {
 
 export type DetectedKind = 'email' | 'card' | 'ssn' | 'phone' | 'iban';
 
-interface Detector {
+export interface Detector {
   kind: DetectedKind;
   /** A cheap precondition: values without it cannot match, and skip the regular expression. */
   mayMatch: (value: string) => boolean;
@@ -72,7 +72,7 @@ function ibanValid(candidate: string): boolean {
  * Ordered: cards before phones (a 16-digit card can look like a phone number run), IBAN before cards. Every pattern
  * replaces only characters that cannot break JSON, array or record syntax.
  */
-const DETECTORS: Detector[] = [
+export const DETECTORS: readonly Detector[] = [
   // RFC 5322 atext in the local part (not only the common letters), any dotted domain.
   { kind: 'email', mayMatch: (value) => value.includes('@'), pattern: /[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+/g },
   // Digit runs are delimited by non-digits, not word boundaries: 'x4111…' must still be found.
@@ -81,6 +81,121 @@ const DETECTORS: Detector[] = [
   { kind: 'ssn', mayMatch: (value) => value.includes('-'), pattern: /(?<!\d)\d{3}-\d{2}-\d{4}(?!\d)/g },
   { kind: 'phone', mayMatch: hasDigit, pattern: /(?:\+\d{1,3}[-. ]?)?\(?(?<!\d)\d{3}\)?[-. ]\d{3}[-. ]\d{4}(?!\d)/g },
 ];
+
+/**
+ * The same detectors as whole-value tests: a value *is* an email (card, …) when the detector's first match is all of
+ * it. Anchored patterns give that answer without scanning for matches inside the value, which matters for a
+ * column masked row by row. Equivalence with DETECTORS is tested (test/unit/mask-detectors.test.ts).
+ */
+const WHOLE_VALUE: ReadonlyArray<{ kind: DetectedKind; pattern: RegExp; confirm?: (value: string) => boolean }> = [
+  { kind: 'email', pattern: /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+$/ },
+  { kind: 'iban', pattern: /^[A-Z]{2}\d{2}[A-Z0-9]{11,30}$/, confirm: ibanValid },
+  { kind: 'card', pattern: /^\d(?:[ -]?\d){12,18}$/, confirm: (value) => luhnValid(value.replace(/\D/g, '')) },
+  { kind: 'ssn', pattern: /^\d{3}-\d{2}-\d{4}$/ },
+  // The lookbehind matters here too: '+0000-000-0000' is a country code run into the area code, not a phone number.
+  { kind: 'phone', pattern: /^(?:\+\d{1,3}[-. ]?)?\(?(?<!\d)\d{3}\)?[-. ]\d{3}[-. ]\d{4}$/ },
+];
+
+/** What a whole value is, for partial masking: one of the detected kinds, or generic. */
+export function detectKind(value: string, knownNotEmail = false): DetectedKind | 'generic' {
+  for (let index = knownNotEmail ? 1 : 0; index < WHOLE_VALUE.length; index += 1) {
+    const detector = WHOLE_VALUE[index]!;
+    if (detector.pattern.test(value) && (!detector.confirm || detector.confirm(value))) return detector.kind;
+  }
+  return 'generic';
+}
+
+/** Byte classes for `isEmailBytes`: 1 = allowed in the local part (RFC 5322 atext and '.'), 2 = in a domain label. */
+const EMAIL_BYTES = (() => {
+  const table = new Uint8Array(128);
+  const local = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+/=?^_`{|}~.-";
+  for (const char of local) table[char.charCodeAt(0)]! |= 1;
+  for (const char of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-') table[char.charCodeAt(0)]! |= 2;
+  return table;
+})();
+
+/** WHOLE_VALUE's email pattern on ASCII bytes: local part `[start, at)`, '@' at `at`, dotted domain up to `end`. */
+function isEmailBytes(source: Buffer, start: number, at: number, end: number): boolean {
+  if (at <= start) return false;
+  for (let i = start; i < at; i += 1) if ((EMAIL_BYTES[source[i]!]! & 1) === 0) return false;
+  let labels = 0;
+  let labelLength = 0;
+  for (let i = at + 1; i < end; i += 1) {
+    const byte = source[i]!;
+    if (byte === 46) {
+      if (labelLength === 0) return false;
+      labels += 1;
+      labelLength = 0;
+    } else if ((EMAIL_BYTES[byte]! & 2) !== 0) {
+      labelLength += 1;
+    } else {
+      return false;
+    }
+  }
+  return labelLength > 0 && labels >= 1;
+}
+
+/**
+ * A partial mask computed on bytes: the masked value is `head` followed by the source bytes `[from, to)` (the
+ * domain of an email, the last four digits), so the caller can write it without building a string.
+ */
+export interface BytePartialMask {
+  head: string;
+  from: number;
+  to: number;
+}
+
+/**
+ * The partial mask of an ASCII text value held in `source[start, end)`, computed on the bytes where it can be: the
+ * same result as `maskValue` of the partial masker for a text column, without decoding the value first (this runs
+ * for every masked value of every row). Fills `into` and returns true; false when the value is not ASCII (the caller
+ * takes the string path).
+ *
+ * Shortcuts, each giving what `partial(detectKind(value), value)` gives: after the email test, a value of at most 8
+ * characters is too short for any other kind (generic: `****`); a longer one ending in four digits gets `****` and
+ * those digits whether it is a card, IBAN, phone number, SSN or none of them. Only the rest is decoded and tested.
+ */
+export function partialMaskAscii(source: Buffer, start: number, end: number, into: BytePartialMask): boolean {
+  let at = -1;
+  for (let i = start; i < end; i += 1) {
+    const byte = source[i]!;
+    if (byte >= 0x80) return false;
+    if (byte === 64 && at < 0) at = i;
+  }
+  if (at > start && isEmailBytes(source, start, at, end)) {
+    into.head = EMAIL_HEADS[source[start]!]!;
+    into.from = at;
+    into.to = end;
+  } else if (end - start <= 8) {
+    into.head = '****';
+    into.from = into.to = end;
+  } else if (isDigit(source[end - 1]!) && isDigit(source[end - 2]!) && isDigit(source[end - 3]!) && isDigit(source[end - 4]!)) {
+    into.head = '****';
+    into.from = end - 4;
+    into.to = end;
+  } else {
+    const value = source.toString('latin1', start, end);
+    into.head = partial(detectKind(value, true), value);
+    into.from = into.to = end;
+  }
+  return true;
+}
+
+/** `x***` for every ASCII first character x of an email, made once. */
+const EMAIL_HEADS = Array.from({ length: 128 }, (_, code) => `${String.fromCharCode(code)}***`);
+
+function isDigit(byte: number): boolean {
+  return byte >= 48 && byte <= 57;
+}
+
+/** The last four digits of a value (fewer when it has fewer). */
+function lastFourDigits(value: string): string {
+  let digits = '';
+  for (let i = value.length - 1; i >= 0 && digits.length < 4; i -= 1) {
+    if (isDigit(value.charCodeAt(i))) digits = value[i] + digits;
+  }
+  return digits;
+}
 
 /** Partial masks keep just enough to recognise a value (domain, last four digits), never enough to use it. */
 function partial(kind: DetectedKind | 'generic', value: string): string {
@@ -92,10 +207,8 @@ function partial(kind: DetectedKind | 'generic', value: string): string {
     case 'card':
     case 'iban':
     case 'phone':
-    case 'ssn': {
-      const digits = value.replace(/\D/g, '');
-      return `****${digits.slice(-4)}`;
-    }
+    case 'ssn':
+      return `****${lastFourDigits(value)}`;
     default:
       return value.length > 8 ? `****${value.slice(-4)}` : '****';
   }
@@ -123,15 +236,6 @@ export function createMasker(style: MaskStyle, hashKey: Buffer): Masker {
       case 'null':
         return partial(kind, value);
     }
-  };
-  const detectKind = (value: string): DetectedKind | 'generic' => {
-    for (const detector of DETECTORS) {
-      if (!detector.mayMatch(value)) continue;
-      detector.pattern.lastIndex = 0;
-      const match = detector.pattern.exec(value);
-      if (match && match[0] === value && (!detector.confirm || detector.confirm(match[0]))) return detector.kind;
-    }
-    return 'generic';
   };
   return {
     maskValue(value, typeOid) {

@@ -3,17 +3,40 @@
  * (catalog: table OID + attnum), or of unknown lineage (an expression, a view, a function: scanned by the content
  * detectors), or known clean; each DataRow is then rewritten only if something in it must change. Rows that need no
  * change are forwarded as they are.
+ *
+ * `maskRow` runs for every row of a masked result (a million-row read is a million calls), so it works on offsets in
+ * the bytes as they arrived, decodes only the values it masks, partial-masks ASCII text on the bytes themselves, and
+ * builds each replacement row with one allocation.
  */
+import { BackendCode } from '../wire/protocol.js';
 import { columnKey, NO_MASKED_COLUMNS, type MaskedColumnKeys } from './catalog.js';
-import type { Masker, MaskStyle } from './mask.js';
-import { readDataRowColumns, writeDataRow, type ResultField } from './row-messages.js';
+import { partialMaskAscii, type BytePartialMask, type Masker, type MaskStyle } from './mask.js';
+import type { ResultField } from './row-messages.js';
 
 type ColumnPlan = 'pass' | 'scan' | MaskStyle;
 
+/** Plain text types: a partial mask of such a column is computed on its bytes (`partialMaskAscii`). */
+const PLAIN_TEXT_TYPES = new Set([25, 1043, 1042, 19, 705]);
+
+/** A result that cannot be masked: nothing more of it may be sent (the caller ends the connection). */
+export class MaskingFailure extends Error {}
+
 export class ResultMasker {
   private readonly plan: ColumnPlan[];
-  /** Column names that were masked (by catalog or by detection), for the audit record. */
-  readonly maskedColumns = new Set<string>();
+  /** Per column: partial-masked text, done on the bytes. */
+  private readonly bytePartial: boolean[];
+  /** Per column: whether any of its values was masked (by catalog or by detection). */
+  private readonly masked: boolean[];
+
+  // Per-row scratch for maskRow, reused (one masker per result; rows are handled one at a time).
+  private readonly editStarts: number[] = [];
+  private readonly editEnds: number[] = [];
+  private readonly editBytes: number[] = [];
+  /** The replacement: text (null = SQL NULL), then source bytes [editFrom, editTo) when it was masked on bytes. */
+  private readonly editValues: Array<string | null> = [];
+  private readonly editFrom: number[] = [];
+  private readonly editTo: number[] = [];
+  private readonly bytes: BytePartialMask = { head: '', from: 0, to: 0 };
 
   constructor(
     private readonly fields: ResultField[],
@@ -29,6 +52,8 @@ export class ResultMasker {
       if (maskedKeys.plainTables.has(field.tableOid)) return 'pass';
       return 'scan';
     });
+    this.bytePartial = this.plan.map((step, index) => step === 'partial' && PLAIN_TEXT_TYPES.has(fields[index]!.typeOid));
+    this.masked = fields.map(() => false);
   }
 
   /**
@@ -57,30 +82,111 @@ export class ResultMasker {
     return this.plan.some((step, index) => step !== 'pass' && this.fields[index]!.format !== 0);
   }
 
-  /** Returns a replacement DataRow message, or null when the row can be forwarded unchanged. */
-  maskRow(body: Buffer): Buffer | null {
-    const columns = readDataRowColumns(body);
-    let changed = false;
-    for (let index = 0; index < columns.length; index += 1) {
-      const step = this.plan[index];
-      const value = columns[index];
-      if (step === undefined || step === 'pass' || value === null || value === undefined) continue;
-      const field = this.fields[index]!;
-      const text = value.toString('utf8');
-      if (step !== 'scan') {
-        const masked = this.maskers[step].maskValue(text, field.typeOid);
-        columns[index] = masked === null ? null : Buffer.from(masked, 'utf8');
-        changed = true;
-        this.maskedColumns.add(field.name);
-        continue;
-      }
-      const detected = this.maskers.partial.maskDetected(text);
-      if (detected !== undefined) {
-        columns[index] = Buffer.from(detected, 'utf8');
-        changed = true;
-        this.maskedColumns.add(field.name);
-      }
-    }
-    return changed ? writeDataRow(columns) : null;
+  /** Names of the columns whose values were masked so far, for the audit record. */
+  get maskedColumns(): string[] {
+    return this.fields.filter((_, index) => this.masked[index]).map((field) => field.name);
   }
+
+  /**
+   * Masks the DataRow whose body is `source[start, end)`. Returns the replacement DataRow message (type and length
+   * included), or null when the row can be forwarded unchanged.
+   */
+  maskRow(source: Buffer, start = 0, end = source.length): Buffer | null {
+    const count = source.readInt16BE(start);
+    if (count !== this.plan.length) {
+      // A row that does not fit its RowDescription cannot be planned: nothing of it may leave unmasked.
+      throw new MaskingFailure(`a result row has ${count} columns where its description has ${this.plan.length}`);
+    }
+    let edits = 0;
+    let offset = start + 2;
+    for (let index = 0; index < count; index += 1) {
+      const length = source.readInt32BE(offset);
+      offset += 4;
+      if (length < 0) continue;
+      const valueStart = offset;
+      offset += length;
+      if (offset > end) throw new MaskingFailure('a result row is shorter than its column lengths say');
+      const step = this.plan[index]!;
+      if (step === 'pass') continue;
+      let replacement: string | null | undefined;
+      let from = 0;
+      let to = 0;
+      if (this.bytePartial[index] && partialMaskAscii(source, valueStart, offset, this.bytes)) {
+        replacement = this.bytes.head;
+        from = this.bytes.from;
+        to = this.bytes.to;
+      } else {
+        const text = source.toString('utf8', valueStart, offset);
+        if (step === 'scan') {
+          replacement = this.maskers.partial.maskDetected(text);
+          if (replacement === undefined) continue;
+        } else {
+          replacement = this.maskers[step].maskValue(text, this.fields[index]!.typeOid);
+        }
+      }
+      this.masked[index] = true;
+      this.editStarts[edits] = valueStart;
+      this.editEnds[edits] = offset;
+      this.editValues[edits] = replacement;
+      this.editFrom[edits] = from;
+      this.editTo[edits] = to;
+      edits += 1;
+    }
+    if (offset !== end) throw new MaskingFailure('a result row is longer than its column lengths say');
+    return edits === 0 ? null : this.rewrite(source, start, end, edits);
+  }
+
+  /** The row with its first `edits` recorded values replaced: unchanged runs copied, replacements encoded in place. */
+  private rewrite(source: Buffer, start: number, end: number, edits: number): Buffer {
+    let size = 1 + 4 + (end - start);
+    for (let edit = 0; edit < edits; edit += 1) {
+      const value = this.editValues[edit]!;
+      const bytes = value === null
+        ? 0
+        : (asciiLength(value) ?? Buffer.byteLength(value, 'utf8')) + this.editTo[edit]! - this.editFrom[edit]!;
+      this.editBytes[edit] = bytes;
+      size += bytes - (this.editEnds[edit]! - this.editStarts[edit]!);
+    }
+    const out = Buffer.allocUnsafe(size);
+    out[0] = BackendCode.DataRow;
+    out.writeInt32BE(size - 1, 1);
+    let written = 5;
+    let copied = start; // source bytes before this are in `out`
+    for (let edit = 0; edit < edits; edit += 1) {
+      // Everything up to this value's length field, unchanged.
+      written = copyBytes(source, copied, this.editStarts[edit]! - 4, out, written);
+      const value = this.editValues[edit]!;
+      if (value === null) {
+        written = out.writeInt32BE(-1, written);
+      } else {
+        written = out.writeInt32BE(this.editBytes[edit]!, written);
+        const tail = this.editTo[edit]! - this.editFrom[edit]!;
+        if (this.editBytes[edit]! - tail === value.length) {
+          for (let i = 0; i < value.length; i += 1) out[written + i] = value.charCodeAt(i);
+          written += value.length;
+        } else {
+          written += out.write(value, written, 'utf8');
+        }
+        written = copyBytes(source, this.editFrom[edit]!, this.editTo[edit]!, out, written);
+      }
+      copied = this.editEnds[edit]!;
+    }
+    copyBytes(source, copied, end, out, written);
+    return out;
+  }
+}
+
+/** The UTF-8 length of an ASCII string (= its length), or undefined when it holds anything else. */
+function asciiLength(value: string): number | undefined {
+  for (let i = 0; i < value.length; i += 1) if (value.charCodeAt(i) >= 0x80) return undefined;
+  return value.length;
+}
+
+/** Copies `source[from, to)` into `target` at `at`; returns the end offset. Short runs by hand (Buffer#copy has a
+ * fixed cost that dominates a few bytes). */
+function copyBytes(source: Buffer, from: number, to: number, target: Buffer, at: number): number {
+  const length = to - from;
+  if (length > 64) return at + source.copy(target, at, from, to);
+  for (let i = 0; i < length; i += 1) target[at + i] = source[from + i]!;
+  return at + length;
 }

@@ -50,7 +50,7 @@ import type { CancelKeyRegistry } from './cancel-keys.js';
 import { cancelUpstream, connectUpstream, FORWARDED_STARTUP_PARAMETERS, UpstreamError, type UpstreamConnection } from './upstream.js';
 import { NO_MASKED_COLUMNS, type MaskedColumnCatalog, type MaskedColumnKeys } from '../masking/catalog.js';
 import type { Masker, MaskStyle } from '../masking/mask.js';
-import { ResultMasker } from '../masking/result-masker.js';
+import { MaskingFailure, ResultMasker } from '../masking/result-masker.js';
 import { parseRowDescription } from '../masking/row-messages.js';
 import { sessionEffectOf } from '../policy/classify.js';
 import { sessionEscape } from '../policy/policy.js';
@@ -115,9 +115,6 @@ const UNKNOWN_STATEMENT: StatementDecision = { action: 'allow', rule: 'builtin:u
 function isRefusal(decision: StatementDecision): decision is StatementDecision & { error: ErrorFields } {
   return (decision.action === 'deny' || decision.action === 'hold') && decision.error !== undefined;
 }
-
-/** Masking could not be applied; the connection is ended rather than let a row pass unmasked. */
-class MaskingFailure extends Error {}
 
 /**
  * Whether a Bind message asks for any result column in binary format. Bind body after the statement name:
@@ -631,12 +628,10 @@ export class ClientSession {
       return;
     }
     if (this.state === 'closed' || this.client.destroyed) return;
+    // One write per chunk: a masked result turns a chunk into one buffer per rewritten row, and a socket write costs
+    // far more than copying a few kilobytes.
     if (out.length === 1) this.client.write(out[0]!);
-    else if (out.length > 1) {
-      this.client.cork();
-      for (const buffer of out) this.client.write(buffer);
-      this.client.uncork();
-    }
+    else if (out.length > 1) this.client.write(Buffer.concat(out));
     // Backpressure: stop reading from the server while the client is slow, so a huge result stays in the server.
     if (this.client.writableNeedDrain && this.upstream && !this.upstream.socket.isPaused()) {
       this.upstream.socket.pause();
@@ -707,11 +702,14 @@ export class ClientSession {
       throw new MaskingFailure('binary-format result rows of a masked statement');
     }
     this.currentMasker = masker;
+    // Rows of a result with something to mask skip the general inspection (rows needing nothing stream untouched).
+    if (this.relay) this.relay.rewriteRow = masker.needed ? (chunk, start, end) => masker.maskRow(chunk, start, end) : null;
   }
 
   private endResult(head: InFlight | undefined): void {
     if (this.currentMasker && head) for (const column of this.currentMasker.maskedColumns) head.maskedColumns.add(column);
     this.currentMasker = null;
+    if (this.relay) this.relay.rewriteRow = null;
   }
 
   private maskDataRow(head: InFlight | undefined, body: Buffer): RelayAction {

@@ -34,6 +34,11 @@ export class BackendRelay {
    * inspector on RowDescription; it takes effect from the next message, which is exactly the result's first row.
    */
   inspectDataRows = false;
+  /**
+   * While set (and `inspectDataRows` is on), DataRows that arrive whole in one chunk go here instead of to `inspect`:
+   * the body is `chunk[start, end)`; a returned Buffer (a whole message) replaces the row, null forwards it as is.
+   */
+  rewriteRow: ((chunk: Buffer, start: number, end: number) => Buffer | null) | null = null;
 
   constructor(
     private readonly inspect: BackendMessageInspector,
@@ -61,12 +66,18 @@ export class BackendRelay {
           this.hold(out, chunk, runStart, offset, chunk.length);
           return out;
         }
-        const header = this.headerAt(chunk, offset);
-        const length = header.length;
+        let length: number;
+        if (this.heldBytes === 0) {
+          this.type = chunk[offset]!;
+          length = chunk.readInt32BE(offset + 1);
+        } else {
+          const header = this.heldHeader(chunk, offset);
+          this.type = header.type;
+          length = header.length;
+        }
         if (length < 4 || length > this.maxMessageBytes) {
           throw new Error(`server sent an invalid message length ${length}`);
         }
-        this.type = header.type;
         // DataRow and CopyData carry the results: streamed, never collected, unless a result is being masked.
         this.bulk = this.type === BackendCode.CopyData || (this.type === BackendCode.DataRow && !this.inspectDataRows);
         const headerInChunk = MESSAGE_HEADER_BYTES - this.heldBytes;
@@ -121,9 +132,19 @@ export class BackendRelay {
 
   /** A non-bulk message ends at `end` in this chunk (it began at `start`, or earlier when bytes are held). */
   private complete(out: Buffer[], chunk: Buffer, runStart: number, start: number, end: number): number {
+    if (this.type === BackendCode.DataRow) {
+      this.onDataRow?.();
+      if (this.rewriteRow && this.heldBytes === 0) {
+        // The common case of a masked result: the row lies whole in this chunk; no views, no dispatch.
+        const replacement = this.rewriteRow(chunk, start + MESSAGE_HEADER_BYTES, end);
+        if (replacement === null) return runStart;
+        this.flushRun(out, chunk, runStart, start);
+        out.push(replacement);
+        return end;
+      }
+    }
     const tail = chunk.subarray(start, end);
     const whole = this.heldBytes === 0 ? tail : Buffer.concat([...this.held, tail], this.heldBytes + tail.length);
-    if (this.type === BackendCode.DataRow) this.onDataRow?.();
     const action = this.inspect(this.type, whole.subarray(MESSAGE_HEADER_BYTES));
     if (action === 'forward') {
       if (this.heldBytes === 0) return runStart; // contiguous with the run: keep going, no copy
@@ -155,9 +176,8 @@ export class BackendRelay {
     this.heldBytes = 0;
   }
 
-  /** Reads type + length where the header may be split between held bytes and this chunk. */
-  private headerAt(chunk: Buffer, offset: number): { type: number; length: number } {
-    if (this.heldBytes === 0) return { type: chunk[offset]!, length: chunk.readInt32BE(offset + 1) };
+  /** Reads type + length of a header split between held bytes and this chunk. */
+  private heldHeader(chunk: Buffer, offset: number): { type: number; length: number } {
     const header = Buffer.concat([...this.held, chunk.subarray(offset, offset + MESSAGE_HEADER_BYTES - this.heldBytes)]);
     return { type: header[0]!, length: header.readInt32BE(1) };
   }
