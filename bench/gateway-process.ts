@@ -27,7 +27,8 @@ export async function startGatewayProcess(upstreamUrl: string, stateDir: string,
   const child: ChildProcess = spawn(
     process.execPath,
     [...nodeFlags, GATEWAY_BIN, 'dev', '--upstream', upstreamUrl, '--state', stateDir, '--pg-port', '0', '--api-port', '0', '--json'],
-    { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+    // As the README's systemd unit runs it (MALLOC_ARENA_MAX=2: see there), unless the caller's environment says.
+    { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { MALLOC_ARENA_MAX: '2', ...process.env } },
   );
   // Keep draining both pipes for the whole run: a full pipe would stall the gateway and the measurement with it.
   let log = '';
