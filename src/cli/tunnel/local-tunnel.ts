@@ -4,7 +4,7 @@
  * dbgate credential. Other local users and containers can reach the port but not ride it: a client without the
  * tunnel password is refused before any gateway connection is opened.
  */
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { serialize } from 'pg-protocol';
@@ -31,6 +31,7 @@ import {
 } from '../../gateway/wire/protocol.js';
 import { openGatewayConnection, type GatewayEndpoint } from './gateway-connection.js';
 import { gatewayRefusal } from '../../shared/refusals.js';
+import { TUNNEL_ID_PARAMETER } from '../../shared/tunnel-id.js';
 
 export interface LocalTunnelOptions {
   target: string;
@@ -69,6 +70,11 @@ export type TunnelEvent =
 export class LocalTunnel {
   /** The password local clients must present. 24 random bytes: unguessable, URL-safe. */
   readonly password = randomBytes(24).toString('base64url');
+  /**
+   * Names this tunnel to the gateway on every connection it relays (TUNNEL_ID_PARAMETER), so that the tunnel's
+   * statements can be counted from the audit trail. Not a secret: the gateway counts only the asker's own statements.
+   */
+  readonly tunnelId = randomUUID();
   private readonly server: Server;
   private readonly connections = new Set<Socket | TLSSocket>();
   private nextId = 1;
@@ -226,6 +232,7 @@ export class LocalTunnel {
     const startup = new Map(parameters);
     startup.set('user', this.options.user);
     startup.set('database', this.options.target);
+    startup.set(TUNNEL_ID_PARAMETER, this.tunnelId); // also replaces any a local client sent
     const reader = new HandshakeReader(gateway);
     gateway.write(startupMessage(startup));
     let first: PgMessage;
