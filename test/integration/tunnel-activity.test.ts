@@ -108,6 +108,8 @@ describe('tunnel activity in the state store', () => {
 describe('GET /v1/me/activity (the shared dev gateway)', () => {
   let alice: string;
   let tunnel: OpenTunnel;
+  /** What the tunnel itself saw on the wire. */
+  const wire: string[] = [];
   let client: pg.Client;
   let state: pg.Client;
 
@@ -142,7 +144,12 @@ describe('GET /v1/me/activity (the shared dev gateway)', () => {
   beforeAll(async () => {
     state = await directClient('dbgate_state');
     alice = await mintCredential('alice', { groups: ['engineering'] });
-    tunnel = await openTunnel('alice', { credential: alice });
+    tunnel = await openTunnel('alice', {
+      credential: alice,
+      onEvent: (event) => {
+        if (event.type === 'statement') wire.push(event.outcome);
+      },
+    });
     client = new pg.Client(tunnel.pgConfig);
     await client.connect();
     // The demo policy masks customers.email/phone/ssn for engineering (a mask decision on every statement of theirs),
@@ -167,6 +174,10 @@ describe('GET /v1/me/activity (the shared dev gateway)', () => {
   it('counts the tunnel\'s statements by what the gateway decided: masked only where values were masked', async () => {
     const expected = { allowed: 1, masked: 2, denied: 1, held: 1, failed: 1 };
     expect(await eventuallyCounts(alice, tunnel.tunnel.tunnelId, expected)).toEqual(expected);
+  });
+
+  it('is counted by the tunnel itself on the wire alike, except that masked statements are allowed there', () => {
+    expect(wire).toEqual(['allowed', 'allowed', 'allowed', 'denied', 'held', 'failed']);
   });
 
   it('records the tunnel id with each statement of the tunnel\'s connections', async () => {

@@ -57,9 +57,10 @@ export interface LocalTunnelOptions {
 /**
  * What the tunnel can tell about a statement from the gateway's answer alone: it ran (CommandComplete), the policy
  * denied it, or the policy held it for approval (both are ErrorResponses with SQLSTATE 42501 and a `dbgate:`
- * message). Whether the gateway masked a result is not visible in the bytes, so masked statements count as allowed.
+ * message), or it failed in the database (any other ErrorResponse). Whether the gateway masked a result is not
+ * visible in the bytes, so masked statements count as allowed; the gateway's audit trail knows (GET /v1/me/activity).
  */
-export type StatementOutcome = 'allowed' | 'denied' | 'held';
+export type StatementOutcome = 'allowed' | 'denied' | 'held' | 'failed';
 
 export type TunnelEvent =
   | { type: 'open'; id: number; open: number }
@@ -298,9 +299,10 @@ export class LocalTunnel {
       else if (type === BackendCode.CommandComplete) report('allowed');
       else if (type === BackendCode.ErrorResponse) {
         const fields = parseErrorFields(body);
+        // FATAL and PANIC end the connection (a revoked credential, a shutdown): no statement failed.
+        if ((fields['V'] ?? fields['S']) !== 'ERROR') return 'forward';
         // Only the gateway's own refusals: PostgreSQL's 42501 ("permission denied for table") is not one.
-        const refusal = gatewayRefusal(fields['C'], fields['M']);
-        if (refusal) report(refusal);
+        report(gatewayRefusal(fields['C'], fields['M']) ?? 'failed');
       }
       return 'forward';
     });
