@@ -2,7 +2,15 @@
  * The CLI side of the gateway's HTTP API (/v1). Every failure becomes a DbgateError that says what happened and
  * what to do; the gateway's own message and hint are passed on as they are.
  */
-import type { ApiErrorBody, CredentialRequest, CredentialResponse, TargetSummary, TargetsResponse, WhoAmIResponse } from '../shared/api.js';
+import type {
+  ApiErrorBody,
+  CredentialRequest,
+  CredentialResponse,
+  TargetSummary,
+  TargetsResponse,
+  TunnelActivityResponse,
+  WhoAmIResponse,
+} from '../shared/api.js';
 import { DbgateError } from '../shared/errors.js';
 import { loginFailed } from './cli-errors.js';
 
@@ -62,12 +70,31 @@ export class GatewayApi {
     return response.targets;
   }
 
+  /**
+   * GET /v1/me/activity: this identity's statements through the tunnel `tunnelId`, counted by the gateway. `signal`
+   * abandons the request (the tunnel closed).
+   */
+  async tunnelActivity(credential: string, tunnelId: string, signal?: AbortSignal): Promise<TunnelActivityResponse> {
+    const path = `/v1/me/activity?tunnel=${encodeURIComponent(tunnelId)}`;
+    let response: TunnelActivityResponse;
+    try {
+      response = await this.call<TunnelActivityResponse>('GET', path, { credential, signal });
+    } catch (error) {
+      throw sessionError(error);
+    }
+    const counts = [response.allowed, response.masked, response.denied, response.held, response.failed];
+    if (!counts.every((count) => Number.isSafeInteger(count) && count >= 0)) {
+      throw new DbgateError('GATEWAY_UNREACHABLE', `GET ${new URL(path, this.url).href} answered with something other than statement counts`);
+    }
+    return response;
+  }
+
   /** DELETE /v1/credentials/current: ends the credential's session; the gateway closes its live connections. */
   async revokeCurrent(credential: string): Promise<void> {
     await this.call<void>('DELETE', '/v1/credentials/current', { credential });
   }
 
-  private async call<T>(method: string, path: string, options: { body?: unknown; credential?: string }): Promise<T> {
+  private async call<T>(method: string, path: string, options: { body?: unknown; credential?: string; signal?: AbortSignal | undefined }): Promise<T> {
     const endpoint = new URL(path, this.url);
     const headers: Record<string, string> = { accept: 'application/json' };
     if (options.body !== undefined) headers['content-type'] = 'application/json';
@@ -78,7 +105,7 @@ export class GatewayApi {
         method,
         headers,
         ...(options.body !== undefined ? { body: JSON.stringify(options.body) } : {}),
-        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+        signal: options.signal ? AbortSignal.any([options.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]) : AbortSignal.timeout(REQUEST_TIMEOUT_MS),
       });
     } catch (error) {
       throw new DbgateError('GATEWAY_UNREACHABLE', `cannot reach the gateway at ${this.url.origin}: ${networkReason(error)}`, {

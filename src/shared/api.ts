@@ -37,6 +37,30 @@ export interface WhoAmIResponse {
   gateway: string;
 }
 
+/**
+ * GET /v1/me/activity?tunnel=<uuid>: the caller's own statements that one `dbgate connect` tunnel relayed, counted
+ * from the audit trail (shared by every gateway behind a load balancer). "Own" is the caller's identity (subject, and
+ * the agent acting for them if any), whichever of its sessions ran them: a tunnel outlives its credentials. Records
+ * are written in batches within ~50 ms of a statement ending, so the counts lag that much. A simple-query message
+ * with several statements is one statement here, as in the audit trail.
+ */
+export interface TunnelActivityResponse {
+  /** The tunnel id asked about. */
+  tunnel: string;
+  /** Ran, and no value was masked in its result (also when the policy decided `mask` but nothing masked showed). */
+  allowed: number;
+  /** Ran, and values were masked in its result. */
+  masked: number;
+  /** Refused by the policy. */
+  denied: number;
+  /** Held for an approval; it did not run. */
+  held: number;
+  /** Allowed by the policy, but failed in the database (an SQL error). */
+  failed: number;
+  /** ISO 8601: when the state store counted. */
+  as_of: string;
+}
+
 /** A target's access level for the caller: the highest any of their groups is granted by the policy. */
 export type TargetAccess = 'read' | 'write' | 'admin';
 

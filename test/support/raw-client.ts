@@ -40,18 +40,28 @@ export class RawClient {
     socket.on('error', () => {});
   }
 
-  /** Connects and logs in with a cleartext password (the tunnel's), returning once ReadyForQuery arrives. */
-  static async login(options: { host: string; port: number; user: string; database: string; password: string }): Promise<RawClient> {
+  /**
+   * Connects and logs in with a cleartext password (the tunnel's, or a credential on the plaintext loopback dev
+   * gateway), returning once ReadyForQuery arrives. `parameters` go into the startup message too. A refused login
+   * throws an Error whose `fields` are the server's ErrorResponse fields.
+   */
+  static async login(
+    options: { host: string; port: number; user: string; database: string; password: string },
+    parameters: Record<string, string> = {},
+  ): Promise<RawClient> {
     const socket = await new Promise<Socket>((resolve, reject) => {
       const s = connect(options.port, options.host, () => resolve(s));
       s.once('error', reject);
     });
     const client = new RawClient(socket);
-    socket.write(startupMessage({ user: options.user, database: options.database }));
-    await client.until((m) => m.type === 'R');
+    socket.write(startupMessage({ ...parameters, user: options.user, database: options.database }));
+    const refused = (exchange: Exchange): Error =>
+      Object.assign(new Error(`login failed: ${exchange.errors[0]!['M']}`), { fields: exchange.errors[0]! });
+    const startup = await client.until((m) => m.type === 'R' || m.type === 'E');
+    if (startup.errors.length > 0) throw refused(startup);
     socket.write(serialize.password(options.password));
     const login = await client.until((m) => m.type === 'Z' || m.type === 'E');
-    if (login.errors.length > 0) throw new Error(`login failed: ${login.errors[0]!['M']}`);
+    if (login.errors.length > 0) throw refused(login);
     return client;
   }
 

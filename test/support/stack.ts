@@ -6,7 +6,7 @@ import pg from 'pg';
 import { inject } from 'vitest';
 import { main as gatewayMain } from '../../src/gateway/cli.js';
 import { discoverGateway } from '../../src/cli/gateway-discovery.js';
-import { LocalTunnel } from '../../src/cli/tunnel/local-tunnel.js';
+import { LocalTunnel, type TunnelEvent } from '../../src/cli/tunnel/local-tunnel.js';
 import { captureContext } from './capture-context.js';
 
 export { captureContext };
@@ -47,8 +47,14 @@ export interface OpenTunnel {
   close(): Promise<void>;
 }
 
-/** Opens a tunnel in-process exactly as `dbgate connect` does (discovery, pinned TLS, random password). */
-export async function openTunnel(user = 'alice', options: { credential?: string; target?: string } = {}): Promise<OpenTunnel> {
+/**
+ * Opens a tunnel in-process exactly as `dbgate connect` does (discovery, pinned TLS, random password). With `onEvent`
+ * it also observes statements, as for the live view.
+ */
+export async function openTunnel(
+  user = 'alice',
+  options: { credential?: string; target?: string; onEvent?: (event: TunnelEvent) => void } = {},
+): Promise<OpenTunnel> {
   const credential = options.credential ?? (await mintCredential(user, { groups: ['engineering'] }));
   const discovery = await discoverGateway(new URL(sharedStack().gateway.apiUrl));
   const target = options.target ?? 'prod-orders';
@@ -57,6 +63,8 @@ export async function openTunnel(user = 'alice', options: { credential?: string;
     user,
     gateway: { host: discovery.pg.host, port: discovery.pg.port, fingerprint256: discovery.tls.fingerprint_sha256 },
     credential: () => credential,
+    observeStatements: options.onEvent !== undefined,
+    onEvent: options.onEvent,
   });
   const { host, port } = await tunnel.listen();
   return {

@@ -3,11 +3,14 @@ import type { Command } from 'commander';
 import { ExitWith, parsePort, untilAborted, writeLine, type CommandContext } from '../../shared/cli-runtime.js';
 import { formatDuration } from '../../shared/duration.js';
 import { DbgateError } from '../../shared/errors.js';
+import { fetchOf } from '../context-services.js';
 import { openCredentialSource } from '../credential-source.js';
+import { GatewayApi } from '../gateway-api.js';
 import { LocalTunnel, type TunnelEvent } from '../tunnel/local-tunnel.js';
 import { resolveGatewayEndpoint } from '../tunnel/gateway-endpoint.js';
 import type { RunningLiveView, startConnectLiveView } from '../ui/connect-live-view.js';
 import type { TunnelActivity } from '../ui/tunnel-activity.js';
+import type { TunnelActivityPoller } from '../ui/tunnel-activity-poller.js';
 
 export interface ConnectOptions {
   target: string;
@@ -40,20 +43,34 @@ export async function connectRun(options: ConnectOptions, context: CommandContex
   const wantsLiveView = context.stdoutIsTTY && context.env['TERM'] !== 'dumb' && !runsInCi(context.env) &&
     !options.json && options.command.length === 0;
   const live = wantsLiveView ? await loadLiveView(credential.expiresAt) : undefined;
+  // Asked for every new connection (and by the live view's poller): a long-running tunnel renews the credential
+  // before it expires, so new connections always log in with a valid one while open connections keep their session.
+  const currentToken = async (): Promise<string> => {
+    const current = await source.credential();
+    live?.activity.credentialRenewed(current.expiresAt);
+    return current.token;
+  };
+  let poller: TunnelActivityPoller | undefined;
   const tunnel = new LocalTunnel({
     target: options.target,
     user: credential.subject,
     gateway,
-    // Asked for every new connection: a long-running tunnel renews the credential before it expires, so new
-    // connections always log in with a valid one while open connections keep their session.
-    credential: async () => {
-      const current = await source.credential();
-      live?.activity.credentialRenewed(current.expiresAt);
-      return current.token;
-    },
+    credential: currentToken,
     port: options.port,
     observeStatements: live !== undefined,
-    onEvent: live?.activity.record ?? (options.command.length > 0 || options.json ? undefined : printTunnelEvent(context)),
+    onEvent: live
+      ? (event) => {
+        live.activity.record(event);
+        poller?.record(event);
+      }
+      : options.command.length > 0 || options.json ? undefined : printTunnelEvent(context),
+  });
+  // The live view's statement counts come from the gateway's audit trail, which knows what the wire does not (masking).
+  poller = live && new live.TunnelActivityPoller({
+    api: new GatewayApi(source.gateway, fetchOf(context)),
+    tunnelId: tunnel.tunnelId,
+    credential: currentToken,
+    activity: live.activity,
   });
   let address: { host: string; port: number };
   try {
@@ -88,6 +105,7 @@ export async function connectRun(options: ConnectOptions, context: CommandContex
         now: context.now,
         color: live.colorWanted(context),
       }, context.stdout as NodeJS.WriteStream); // stdoutIsTTY: the process's own tty.WriteStream, which ink draws on
+      poller?.start();
     } else {
       writeLine(context.stdout, `dbgate: tunnel to ${options.target} is ready on ${address.host}:${address.port}` +
         ` (as ${credential.subject}; credential valid for ${formatDuration(credential.expiresAt - context.now())}` +
@@ -97,6 +115,7 @@ export async function connectRun(options: ConnectOptions, context: CommandContex
     }
     await untilAborted(context.signal);
   } finally {
+    poller?.stop();
     // Tunnel first: its last close events still reach the view, so the final frame is the tunnel's real end state.
     await tunnel.close();
     await view?.close();
@@ -118,9 +137,14 @@ async function loadLiveView(credentialExpiresAt: number): Promise<{
   activity: TunnelActivity;
   start: typeof startConnectLiveView;
   colorWanted: (context: CommandContext) => boolean;
+  TunnelActivityPoller: typeof TunnelActivityPoller;
 }> {
-  const [view, { TunnelActivity }] = await Promise.all([import('../ui/connect-live-view.js'), import('../ui/tunnel-activity.js')]);
-  return { activity: new TunnelActivity(credentialExpiresAt), start: view.startConnectLiveView, colorWanted: view.colorWanted };
+  const [view, { TunnelActivity }, { TunnelActivityPoller }] = await Promise.all([
+    import('../ui/connect-live-view.js'),
+    import('../ui/tunnel-activity.js'),
+    import('../ui/tunnel-activity-poller.js'),
+  ]);
+  return { activity: new TunnelActivity(credentialExpiresAt), start: view.startConnectLiveView, colorWanted: view.colorWanted, TunnelActivityPoller };
 }
 
 /** Launches the client with PG* variables set; resolves with its exit code (128+n when killed by signal n). */

@@ -4,7 +4,7 @@
  * dbgate credential. Other local users and containers can reach the port but not ride it: a client without the
  * tunnel password is refused before any gateway connection is opened.
  */
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { serialize } from 'pg-protocol';
@@ -31,6 +31,7 @@ import {
 } from '../../gateway/wire/protocol.js';
 import { openGatewayConnection, type GatewayEndpoint } from './gateway-connection.js';
 import { gatewayRefusal } from '../../shared/refusals.js';
+import { TUNNEL_ID_PARAMETER } from '../../shared/tunnel-id.js';
 
 export interface LocalTunnelOptions {
   target: string;
@@ -56,9 +57,10 @@ export interface LocalTunnelOptions {
 /**
  * What the tunnel can tell about a statement from the gateway's answer alone: it ran (CommandComplete), the policy
  * denied it, or the policy held it for approval (both are ErrorResponses with SQLSTATE 42501 and a `dbgate:`
- * message). Whether the gateway masked a result is not visible in the bytes, so masked statements count as allowed.
+ * message), or it failed in the database (any other ErrorResponse). Whether the gateway masked a result is not
+ * visible in the bytes, so masked statements count as allowed; the gateway's audit trail knows (GET /v1/me/activity).
  */
-export type StatementOutcome = 'allowed' | 'denied' | 'held';
+export type StatementOutcome = 'allowed' | 'denied' | 'held' | 'failed';
 
 export type TunnelEvent =
   | { type: 'open'; id: number; open: number }
@@ -69,6 +71,11 @@ export type TunnelEvent =
 export class LocalTunnel {
   /** The password local clients must present. 24 random bytes: unguessable, URL-safe. */
   readonly password = randomBytes(24).toString('base64url');
+  /**
+   * Names this tunnel to the gateway on every connection it relays (TUNNEL_ID_PARAMETER), so that the tunnel's
+   * statements can be counted from the audit trail. Not a secret: the gateway counts only the asker's own statements.
+   */
+  readonly tunnelId = randomUUID();
   private readonly server: Server;
   private readonly connections = new Set<Socket | TLSSocket>();
   private nextId = 1;
@@ -226,6 +233,7 @@ export class LocalTunnel {
     const startup = new Map(parameters);
     startup.set('user', this.options.user);
     startup.set('database', this.options.target);
+    startup.set(TUNNEL_ID_PARAMETER, this.tunnelId); // also replaces any a local client sent
     const reader = new HandshakeReader(gateway);
     gateway.write(startupMessage(startup));
     let first: PgMessage;
@@ -291,9 +299,10 @@ export class LocalTunnel {
       else if (type === BackendCode.CommandComplete) report('allowed');
       else if (type === BackendCode.ErrorResponse) {
         const fields = parseErrorFields(body);
+        // FATAL and PANIC end the connection (a revoked credential, a shutdown): no statement failed.
+        if ((fields['V'] ?? fields['S']) !== 'ERROR') return 'forward';
         // Only the gateway's own refusals: PostgreSQL's 42501 ("permission denied for table") is not one.
-        const refusal = gatewayRefusal(fields['C'], fields['M']);
-        if (refusal) report(refusal);
+        report(gatewayRefusal(fields['C'], fields['M']) ?? 'failed');
       }
       return 'forward';
     });

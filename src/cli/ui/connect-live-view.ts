@@ -57,7 +57,6 @@ export function ConnectLiveView(props: ConnectLiveViewProps & { closed: boolean 
   const now = useTicker(props.now, props.closed);
   const paint = (color: TextColor): Pick<TextProps, 'color'> => (props.color ? { color } : {});
   const groups = props.identity.groups.length > 0 ? ` (${props.identity.groups.join(', ')})` : '';
-  const { allowed, denied, held } = activity.statements;
 
   return h(Box, { flexDirection: 'column', paddingX: 1 },
     h(Text, { bold: true }, 'dbgate connect ', h(Text, paint('cyan'), props.target),
@@ -67,14 +66,10 @@ export function ConnectLiveView(props: ConnectLiveViewProps & { closed: boolean 
     row('gateway', props.gateway),
     row('identity', `${props.identity.subject}${groups}`, ' · ', expiry(activity, props.renewable, now, paint)),
     row('connections', connections(activity, paint)),
-    row('statements',
-      h(Text, paint('green'), `allowed ${allowed}`), ' · ',
-      `masked —`, ' · ',
-      h(Text, denied > 0 ? paint('red') : {}, `denied ${denied}`), ' · ',
-      h(Text, held > 0 ? paint('yellow') : {}, `held ${held}`)),
+    row('statements', statements(activity, paint)),
     row('approvals', h(Text, { dimColor: true }, 'no pending approvals')),
     h(Text, null, ' '),
-    h(Text, { dimColor: true }, 'masked —: the gateway does not tell the tunnel which results it masked; they count as allowed.'),
+    h(Text, { dimColor: true }, countedBy(activity)),
     h(Text, { dimColor: true }, props.closed ? 'Tunnel closed.' : 'Ctrl-C to close'),
   );
 }
@@ -94,6 +89,26 @@ function expiry(activity: TunnelActivitySnapshot, renewable: boolean, now: numbe
   }
   const text = `credential valid for ${formatDuration(left)}${renewable ? ', renewed automatically' : ''}`;
   return !renewable && left < EXPIRY_WARNING_MS ? h(Text, paint('yellow'), text) : text;
+}
+
+function statements(activity: TunnelActivitySnapshot, paint: (color: TextColor) => Pick<TextProps, 'color'>): ReactNode {
+  const { allowed, masked, denied, held, failed } = activity.statements;
+  return h(Text, null,
+    h(Text, paint('green'), `allowed ${allowed}`), ' · ',
+    h(Text, masked ? paint('cyan') : {}, `masked ${masked ?? '—'}`), ' · ',
+    h(Text, denied > 0 ? paint('red') : {}, `denied ${denied}`), ' · ',
+    h(Text, held > 0 ? paint('yellow') : {}, `held ${held}`),
+    // Statements that failed in the database are no decision of the gateway's: named only when there are some.
+    failed > 0 ? ` · failed ${failed}` : null);
+}
+
+/** Where the counts come from, and why masked shows "—" when it does. */
+function countedBy(activity: TunnelActivitySnapshot): string {
+  if (activity.countedBy === 'gateway') return 'Counted by the gateway from its audit trail, a moment behind the tunnel.';
+  if (activity.gatewayUnavailable !== undefined) {
+    return `masked —: no counts from the gateway (${activity.gatewayUnavailable}); the tunnel counts, masked results as allowed.`;
+  }
+  return 'masked —: the tunnel counts, masked results as allowed, until the gateway answers with its audit trail.';
 }
 
 function connections(activity: TunnelActivitySnapshot, paint: (color: TextColor) => Pick<TextProps, 'color'>): ReactNode {

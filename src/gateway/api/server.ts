@@ -1,6 +1,6 @@
 /**
  * The gateway's HTTP API: discovery, exchanging an IdP token for a dbgate credential, who-am-I, the caller's
- * targets, and revocation.
+ * targets, the statement counts of the caller's tunnel, and revocation.
  * Every error answer is an ApiErrorBody with a stable code, a message and, where useful, a hint.
  */
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -12,6 +12,7 @@ import type {
   IdentitySummary,
   TargetSummary,
   TargetsResponse,
+  TunnelActivityResponse,
   WhoAmIResponse,
 } from '../../shared/api.js';
 import { API_VERSION, DISCOVERY_PATH, type DiscoveryDocument } from '../../shared/discovery.js';
@@ -21,6 +22,7 @@ import { IdpTokenRejected, type IdpTokenVerifier } from '../identity/idp-verifie
 import { issueSessionCredential, type SessionIssuer } from '../identity/sessions.js';
 import type { Logger } from '../log.js';
 import { accessLevel, type Policy } from '../policy/policy.js';
+import { isUuid } from '../store/state-store.js';
 
 export interface ApiServer {
   url: string;
@@ -178,6 +180,26 @@ export function buildApi(options: ApiServerOptions): FastifyInstance {
       session_id: identity.sessionId,
       expires_at: new Date(identity.expiresAt).toISOString(),
       gateway: config.name,
+    };
+  });
+
+  app.get('/v1/me/activity', async (request: FastifyRequest<{ Querystring: Record<string, unknown> }>): Promise<TunnelActivityResponse> => {
+    const identity = await authenticate(request);
+    const tunnel = request.query.tunnel;
+    if (typeof tunnel !== 'string' || !isUuid(tunnel)) {
+      throw new ApiError(400, { error: 'invalid_request', message: 'expected ?tunnel=<uuid>: the id of a dbgate connect tunnel',
+        hint: 'dbgate connect sends its tunnel id with every connection it relays' });
+    }
+    // Only the caller's own statements: another identity's are never counted, whatever tunnel id it names.
+    const counts = await issuer.store.tunnelActivity(tunnel, identity);
+    return {
+      tunnel,
+      allowed: counts.allowed,
+      masked: counts.masked,
+      denied: counts.denied,
+      held: counts.held,
+      failed: counts.failed,
+      as_of: counts.asOf.toISOString(),
     };
   });
 

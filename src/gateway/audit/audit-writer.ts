@@ -27,6 +27,8 @@ export interface AuditRecord {
   sessionId?: string | undefined;
   connectionId?: string | undefined;
   clientAddress?: string | undefined;
+  /** The `dbgate connect` tunnel a connection came through (a UUID; see TUNNEL_ID_PARAMETER). */
+  tunnelId?: string | undefined;
   target?: string | undefined;
   statement?: string | undefined;
   protocolStep?: string | undefined;
@@ -130,13 +132,13 @@ export class AuditWriter {
     const gateway = copyText(this.options.gateway);
     let text = '';
     for (const r of records) {
-      text += `${r.occurredAt.toISOString()}\t${gateway}\t${r.event}\t${copyField(r.subject)}\t${copyText(arrayLiteral(r.actors ?? []))}\t${copyField(r.sessionId)}\t${copyField(r.connectionId)}\t${copyField(r.clientAddress)}\t${copyField(r.target)}\t${copyField(r.statement)}\t${copyField(r.protocolStep)}\t${r.outcome}\t${copyField(r.sqlState)}\t${r.rows ?? '\\N'}\t${r.durationMs ?? '\\N'}\t${copyText(JSON.stringify(r.detail ?? {}))}\n`;
+      text += `${r.occurredAt.toISOString()}\t${gateway}\t${r.event}\t${copyField(r.subject)}\t${copyText(arrayLiteral(r.actors ?? []))}\t${copyField(r.sessionId)}\t${copyField(r.connectionId)}\t${copyField(r.clientAddress)}\t${copyField(r.tunnelId)}\t${copyField(r.target)}\t${copyField(r.statement)}\t${copyField(r.protocolStep)}\t${r.outcome}\t${copyField(r.sqlState)}\t${r.rows ?? '\\N'}\t${r.durationMs ?? '\\N'}\t${copyText(JSON.stringify(r.detail ?? {}))}\n`;
     }
     const client = await this.store.pool.connect();
     try {
       const stream = client.query(copyFrom(
         `copy dbgate_audit_events (occurred_at, gateway, event, subject, actors, session_id, connection_id, client_addr,
-           target, statement, protocol_step, outcome, sqlstate, rows, duration_ms, detail) from stdin`));
+           tunnel_id, target, statement, protocol_step, outcome, sqlstate, rows, duration_ms, detail) from stdin`));
       await pipeline(Readable.from([Buffer.from(text, 'utf8')]), stream);
       client.release();
     } catch (error) {

@@ -33,6 +33,8 @@ export interface ConnectionContext {
   identity: Identity;
   target: TargetConfig;
   clientAddress: string;
+  /** The `dbgate connect` tunnel the connection came through, when it did (its TUNNEL_ID_PARAMETER). */
+  tunnelId: string | undefined;
   session: SessionPolicyState;
 }
 
@@ -133,6 +135,7 @@ export function createPolicyStatementHook({ audit, policy, cache }: PolicyHookOp
         sessionId: connection.identity.sessionId,
         connectionId: connection.connectionId,
         clientAddress: connection.clientAddress,
+        tunnelId: connection.tunnelId,
         target: connection.target.name,
         statement: statement.text,
         protocolStep: statement.step,

@@ -54,6 +54,7 @@ import { MaskingFailure, ResultMasker } from '../masking/result-masker.js';
 import { parseRowDescription } from '../masking/row-messages.js';
 import { sessionEffectOf } from '../policy/classify.js';
 import { sessionEscape } from '../policy/policy.js';
+import { TUNNEL_ID_PARAMETER } from '../../shared/tunnel-id.js';
 
 /** What a session needs from the gateway around it. */
 export interface ProxyDependencies {
@@ -149,6 +150,8 @@ export class ClientSession {
   private client: Socket | TLSSocket;
   private readonly reader: PgMessageReader;
   private startupParameters = new Map<string, string>();
+  /** The id of the `dbgate connect` tunnel this connection came through (absent for other clients). */
+  private tunnelId: string | undefined;
   private identity: Identity | undefined;
   private target: TargetConfig | undefined;
   private context: ConnectionContext | undefined;
@@ -279,6 +282,17 @@ export class ClientSession {
       this.fatal(SqlState.invalidAuthorizationSpecification, 'dbgate: no user name in the startup message', undefined);
       return;
     }
+    // The gateway's own parameter, consumed here: it is neither a session setting to judge nor one to forward.
+    const tunnelId = this.startupParameters.get(TUNNEL_ID_PARAMETER);
+    this.startupParameters.delete(TUNNEL_ID_PARAMETER);
+    if (tunnelId !== undefined && !isUuid(tunnelId)) {
+      // It goes into a uuid column of the audit trail. A malformed one would fail the write of its whole batch, again
+      // on every retry, and the gateway would refuse everyone's statements from then on (fail closed): refused here.
+      this.fatal(SqlState.protocolViolation, `dbgate: the startup parameter ${TUNNEL_ID_PARAMETER} must be a UUID`,
+        `it identifies a dbgate connect tunnel; connect through dbgate connect, or leave ${TUNNEL_ID_PARAMETER} out`);
+      return;
+    }
+    this.tunnelId = tunnelId;
     this.state = 'password';
     this.client.write(authenticationRequest(AuthenticationKind.CleartextPassword));
   }
@@ -387,6 +401,7 @@ export class ClientSession {
       identity,
       target,
       clientAddress: this.clientAddress,
+      tunnelId: this.tunnelId,
       session: { searchPath: startupSearchPath(this.startupParameters.get('search_path')), decisions: new Map() },
     };
     try {
@@ -437,6 +452,7 @@ export class ClientSession {
       sessionId: identity.sessionId,
       connectionId: this.connectionId,
       clientAddress: this.clientAddress,
+      tunnelId: this.tunnelId,
       target: target.name,
       outcome: 'ok',
       detail: { application_name: this.startupParameters.get('application_name') ?? null },
@@ -452,6 +468,7 @@ export class ClientSession {
       subject,
       connectionId: this.connectionId,
       clientAddress: this.clientAddress,
+      tunnelId: this.tunnelId,
       target,
       outcome: 'denied',
       detail: { reason },
@@ -825,6 +842,7 @@ export class ClientSession {
         sessionId: this.identity.sessionId,
         connectionId: this.connectionId,
         clientAddress: this.clientAddress,
+        tunnelId: this.tunnelId,
         target: this.target.name,
         durationMs: Date.now() - this.openedAt,
       });

@@ -47,10 +47,51 @@ const MIGRATIONS: readonly string[] = [
   // cost per insert, which is paid on every statement the gateway relays.
   `drop index dbgate_audit_events_time;
    create index dbgate_audit_events_time on dbgate_audit_events using brin (occurred_at);`,
+  // Records of connections relayed by `dbgate connect` name its tunnel, so that it can count its own statements
+  // (GET /v1/me/activity, TUNNEL_ACTIVITY_SQL). With the subject in the index the query needs no other one: the
+  // planner, taking tunnel and subject for independent, would otherwise AND in the subject index, all of a busy
+  // person's records. Partial: records without a tunnel (direct clients, credential events) cost it nothing.
+  `alter table dbgate_audit_events add column tunnel_id uuid;
+   create index dbgate_audit_events_tunnel on dbgate_audit_events (tunnel_id, subject) where tunnel_id is not null;`,
 ];
 
 /** Arbitrary but fixed: all gateways serialise their migrations on this advisory lock key. */
 const MIGRATION_LOCK_KEY = 0x64626761; // "dbga"
+
+/** See TunnelActivityResponse (src/shared/api.ts) for what each count means. */
+export interface TunnelStatementCounts {
+  allowed: number;
+  masked: number;
+  denied: number;
+  held: number;
+  failed: number;
+  /** The store's clock when it counted. */
+  asOf: Date;
+}
+
+/**
+ * Counts one identity's statements through one tunnel ($1 tunnel_id; $2 subject and $3 actors: the same person, and
+ * the same agent acting for them, as the audit trail records them), served by the index dbgate_audit_events_tunnel.
+ * By identity rather than by session: the tunnel renews its credential, a new session each time, while connections
+ * opened earlier go on under the old one.
+ *
+ * Only statements that ran count as allowed or masked, and only refusals as denied or held, as the tunnel counts
+ * them on the wire; statements skipped after an error in a pipeline or cancelled by a disconnect count nowhere.
+ * "Masked" means values were masked in the result: a statement decided `mask` whose result held none of the masked
+ * columns is allowed.
+ */
+export const TUNNEL_ACTIVITY_SQL = `
+  select count(*) filter (where outcome = 'ok' and not masked) as allowed,
+         count(*) filter (where outcome = 'ok' and masked) as masked,
+         count(*) filter (where outcome = 'denied' and decision is distinct from 'hold') as denied,
+         count(*) filter (where outcome = 'denied' and decision = 'hold') as held,
+         count(*) filter (where outcome = 'error') as failed,
+         clock_timestamp() as "asOf"
+    from (select outcome,
+                 detail->>'decision' as decision,
+                 (detail->>'decision' = 'mask' and detail->'masked_columns' <> '[]'::jsonb) is true as masked
+            from dbgate_audit_events
+           where tunnel_id = $1 and subject = $2 and actors = $3::text[] and event = 'statement') as statements`;
 
 export interface StateStoreOptions {
   url: string;
@@ -149,6 +190,21 @@ export class StateStore {
       [sessionId, revokedBy],
     );
     return (result.rowCount ?? 0) > 0;
+  }
+
+  /** One identity's statements relayed by one tunnel, counted by what the gateway decided and how they ended. */
+  async tunnelActivity(tunnelId: string, identity: { subject: string; actors: readonly string[] }): Promise<TunnelStatementCounts> {
+    const { rows } = await this.pool.query<Record<keyof TunnelStatementCounts, string | Date>>(TUNNEL_ACTIVITY_SQL,
+      [tunnelId, identity.subject, identity.actors]);
+    const row = rows[0]!;
+    return {
+      allowed: Number(row.allowed),
+      masked: Number(row.masked),
+      denied: Number(row.denied),
+      held: Number(row.held),
+      failed: Number(row.failed),
+      asOf: row.asOf as Date,
+    };
   }
 
   async close(): Promise<void> {
