@@ -43,6 +43,34 @@ const ALICE_CASES: Case[] = [
   { name: 'CTE', sql: 'with x as (select email, ssn from customers) select * from x limit 20', expect: 'ok' },
   { name: 'subquery', sql: 'select * from (select ssn from customers) s limit 20', expect: 'ok' },
   { name: 'union all', sql: "select email from customers union all select 'nobody@example.org' limit 30", expect: 'ok' },
+  // values computed from masked columns: PostgreSQL attributes them to no table, the lineage does
+  { name: 'length(email) is masked (NULL)', sql: 'select id, length(email) from customers order by id limit 5', expect: 'ok',
+    rows: (rows) => rows.forEach((row) => { expect(row[0]).not.toBeNull(); expect(row[1]).toBeNull(); }) },
+  { name: 'reverse(ssn)', sql: 'select reverse(ssn) from customers limit 20', expect: 'ok', rows: (rows) => expect(rows.every((r) => masked(r[0]!))).toBe(true) },
+  { name: 'reverse(email)', sql: 'select reverse(email) from customers limit 20', expect: 'ok', rows: (rows) => expect(rows.every((r) => masked(r[0]!))).toBe(true) },
+  { name: "replace(email, '@', ' at ')", sql: "select replace(email, '@', ' at ') from customers limit 20", expect: 'ok',
+    rows: (rows) => expect(rows.every((r) => masked(r[0]!))).toBe(true) },
+  { name: 'a comparison in the select list', sql: "select email = 'kimberly.lee1@example.com' from customers limit 5", expect: 'ok',
+    rows: (rows) => expect(rows.every((r) => r[0] === null)).toBe(true) },
+  { name: 'substr of an ssn', sql: 'select substr(ssn, 1, 3), substr(ssn, 8) from customers limit 20', expect: 'ok',
+    rows: (rows) => expect(rows.every((r) => masked(r[0]!) && masked(r[1]!))).toBe(true) },
+  { name: 'a computed column through a subquery', sql: 'select r from (select reverse(phone) r from customers) s limit 20', expect: 'ok',
+    rows: (rows) => expect(rows.every((r) => masked(r[0]!))).toBe(true) },
+  { name: 'a computed column through a star over a CTE', sql: 'with x as (select id, reverse(ssn) r from customers) select * from x limit 20', expect: 'ok',
+    rows: (rows) => expect(rows.every((r) => masked(r[1]!))).toBe(true) },
+  { name: 'a computed column after a star', sql: 'select *, reverse(ssn) from customers order by id limit 5', expect: 'ok',
+    rows: (rows) => rows.forEach((row) => { expect(row[1]).not.toBeNull(); expect(masked(row[6]!)).toBe(true); }) },
+  { name: 'a computed column through UNION ALL', sql: "select reverse(ssn) from customers union all select 'x' limit 20", expect: 'ok',
+    rows: (rows) => expect(rows.every((r) => masked(r[0]!))).toBe(true) },
+  { name: 'a JSON value built from the row is masked whole', sql: 'select id, row_to_json(c) from customers c order by id limit 5', expect: 'ok',
+    rows: (rows) => rows.forEach((row) => expect(row[1]).toBe('"****"')) },
+  { name: 'a whole-row reference', sql: 'select c from customers c order by id limit 5', expect: 'ok',
+    rows: (rows) => rows.forEach((row) => expect(masked(row[0]!)).toBe(true)) },
+  { name: "a cursor over the table (psql's FETCH_COUNT) is masked by catalog", expect: 'ok',
+    sql: 'begin; declare c no scroll cursor for select * from customers order by id; fetch 5 from c; close c; commit',
+    rows: (rows) => rows.forEach((row) => { expect(row[1]).not.toBeNull(); expect(masked(row[2]!)).toBe(true); }) },
+  { name: 'a cursor over computed masked values', sql: 'declare c cursor with hold for select reverse(ssn) from customers', expect: 'denied',
+    because: 'cursor' },
   // inference: conditions on masked columns would reveal their values without showing them
   { name: 'UNION (its de-duplication reveals whether a value exists)', sql: "select email from customers union select 'kimberly.lee1@example.com'", expect: 'denied', because: 'masked for you' },
   { name: 'a predicate on a masked column', sql: "select id from customers where email = 'kimberly.lee1@example.com'", expect: 'denied', because: 'masked for you' },
@@ -168,6 +196,11 @@ describe('policy against adversarial statements (demo policy, prod-orders)', () 
     sensitive = values.rows.map((row) => row.v);
     // Formatted variants a transformation could produce.
     sensitive.push(...values.rows.map((row) => row.v.toUpperCase()).filter((v) => v.includes('@')));
+    // Reversed and rewritten values: no detector recognises them, only lineage masks them.
+    sensitive.push(...values.rows.map((row) => [...row.v].reverse().join('')));
+    sensitive.push(...values.rows.filter((row) => row.v.includes('@')).map((row) => row.v.replace('@', ' at ')));
+    // The local part of an email on its own (as a partial mask of a reversed email would keep it, reversed).
+    sensitive.push(...values.rows.filter((row) => row.v.includes('@')).map((row) => [...row.v.split('@')[0]!].reverse().join('')));
     before = await snapshot(admin);
   });
 
@@ -238,6 +271,22 @@ describe('policy against adversarial statements (demo policy, prod-orders)', () 
     ]);
     expect(exchange.errors).toEqual([]);
     expect(exchange.rows).toHaveLength(50);
+    assertNoLeak(exchange, 'alice');
+  });
+
+  it('extended protocol: computed masked columns are masked even without Describe', async () => {
+    const client = await clientFor('alice');
+    const exchange = await client.send([
+      serialize.parse({ text: 'select id, reverse(ssn), length(email) from customers order by id limit 50' }), serialize.bind({}),
+      serialize.execute({}), serialize.sync(),
+    ]);
+    expect(exchange.errors).toEqual([]);
+    expect(exchange.rows).toHaveLength(50);
+    for (const row of exchange.rows) {
+      expect(row[0]).not.toBeNull();
+      expect(masked(row[1]!)).toBe(true);
+      expect(row[2]).toBeNull();
+    }
     assertNoLeak(exchange, 'alice');
   });
 

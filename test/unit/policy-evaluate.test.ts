@@ -438,3 +438,63 @@ describe('search_path', () => {
     ]);
   });
 });
+
+describe('result columns computed from masked columns (derivedOutputs)', () => {
+  const derived = (sql: string, who: Person = 'alice'): Decision['derivedOutputs'] => decide(who, sql).derivedOutputs;
+  const flags = (sql: string): string =>
+    (derived(sql)?.columns ?? []).map((column) => `${column.star ? '*' : ''}${column.masked ? 'M' : '-'}`).join(' ');
+
+  it('marks select-list entries by lineage, whatever the expression', () => {
+    expect(flags('SELECT id, length(email), reverse(ssn), name FROM customers')).toBe('- M M -');
+    expect(flags("SELECT email = 'x', upper(name) FROM customers")).toBe('M -');
+    expect(flags('SELECT r FROM (SELECT reverse(phone) AS r FROM customers) s')).toBe('M');
+    expect(flags('WITH x AS (SELECT ssn AS s FROM customers) SELECT s || \'\' FROM x')).toBe('M');
+    expect(flags("SELECT email FROM customers UNION ALL SELECT 'x'")).toBe('M');
+    expect(flags('SELECT row_to_json(c) FROM customers c')).toBe('M');
+    expect(flags('SELECT card_number FROM payments')).toBe('M');
+  });
+
+  it('keeps stars apart: a star over a table is attributed by PostgreSQL, one over a derived relation is not', () => {
+    expect(flags('SELECT *, length(email) FROM customers')).toBe('*- M');
+    expect(flags('SELECT s.* FROM (SELECT id, reverse(email) AS r FROM customers) s')).toBe('*M');
+  });
+
+  it('has none for statements with nothing computed from masked columns, and none for unmasked identities', () => {
+    expect(derived('SELECT count(*), max(id) FROM customers')).toBeNull();
+    expect(derived('SELECT id, name FROM customers')).toBeNull();
+    expect(derived('SELECT length(email) FROM customers', 'carol')).toBeNull();
+    expect(derived('SELECT length(email) FROM customers', 'bob')).toBeNull();
+  });
+
+  it('takes the strictest style of the rules involved', () => {
+    const policy = parsePolicy({
+      grants: [{ groups: ['engineering'], targets: ['*'], access: 'read' }],
+      rules: [
+        { id: 'mask-email', match: { groups: ['engineering'] }, action: 'mask', columns: ['customers.email'], style: 'hash' },
+        { id: 'mask-ssn', match: { groups: ['engineering'] }, action: 'mask', columns: ['customers.ssn'], style: 'redact' },
+      ],
+    });
+    const decided = decide('alice', 'SELECT length(email), reverse(ssn) FROM customers', { policy });
+    expect(decided.derivedOutputs).toEqual({ columns: [{ masked: true, star: false }, { masked: true, star: false }], style: 'redact' });
+    expect(decide('alice', 'SELECT md5(email) FROM customers', { policy }).derivedOutputs?.style).toBe('hash');
+  });
+
+  it('blurs positions when several statements of one message compute masked values', () => {
+    expect(derived('SELECT length(email) FROM customers; SELECT 1, reverse(ssn) FROM customers')).toEqual({
+      columns: [{ masked: true, star: true }], style: 'partial',
+    });
+    expect(flags('SELECT 1; SELECT id, reverse(ssn) FROM customers')).toBe('- M');
+  });
+
+  it('denies a cursor over computed masked values: FETCH would show nothing of its query', () => {
+    const decided = decide('alice', 'DECLARE c CURSOR FOR SELECT reverse(ssn) FROM customers');
+    expect(decided).toMatchObject({ action: 'deny', ruleId: 'builtin:masked-cursor' });
+    expect(decide('alice', 'DECLARE c CURSOR FOR SELECT email FROM customers').derivedOutputs?.columns).toEqual([{ masked: true, star: false }]);
+    expect(decide('bob', 'DECLARE c CURSOR FOR SELECT reverse(ssn) FROM customers').action).toBe('allow');
+    // Computed inside a subquery, or a whole row: still not what FETCH's RowDescription would attribute.
+    expect(decide('alice', 'DECLARE c CURSOR FOR SELECT r FROM (SELECT reverse(ssn) AS r FROM customers) s').ruleId).toBe('builtin:masked-cursor');
+    expect(decide('alice', 'DECLARE c CURSOR FOR SELECT c FROM customers c').ruleId).toBe('builtin:masked-cursor');
+    // psql's FETCH_COUNT mode: a cursor over the table's columns is fine, FETCH's rows are masked by catalog.
+    expect(decide('alice', 'DECLARE _psql_cursor NO SCROLL CURSOR FOR SELECT * FROM customers').action).toBe('mask');
+  });
+});

@@ -218,6 +218,12 @@ export interface Masker {
   /** Masks a whole column value known (by lineage or catalog) to be sensitive. null = send SQL NULL. */
   maskValue(value: string, typeOid: number): string | null;
   /**
+   * Masks a value computed from a sensitive one (`reverse(ssn)`, `row_to_json(c)`): nothing of it is kept, since a
+   * computed value need not look like what it came from. Text-like values become the style's token, in the syntax of
+   * their type (a JSON string, a one-element array or record); other types and the null style send NULL.
+   */
+  maskWhole(value: string, typeOid: number): string | null;
+  /**
    * Scans a value of unknown lineage and masks what the detectors find inside it.
    * @returns the masked text, or undefined when nothing was found (the original bytes can be sent unchanged).
    */
@@ -245,6 +251,22 @@ export function createMasker(style: MaskStyle, hashKey: Buffer): Masker {
         return this.maskDetected(value) ?? styled('generic', value).replace(/[^*A-Za-z0-9:]/g, '*');
       }
       return styled(detectKind(value), value);
+    },
+    maskWhole(value, typeOid) {
+      if (style === 'null' || !isTextLike(typeOid)) return null;
+      const token = style === 'hash' ? hash(value) : style === 'redact' ? '[redacted]' : '****';
+      switch (typeOid) {
+        case 114: // json
+        case 3802: // jsonb
+          return JSON.stringify(token);
+        case 1009: // text[]
+        case 1015: // varchar[]
+          return `{"${token}"}`;
+        case 2249: // record
+          return `("${token}")`;
+        default:
+          return token;
+      }
     },
     maskDetected(value) {
       let changed = false;

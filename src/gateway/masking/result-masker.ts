@@ -11,9 +11,11 @@
 import { BackendCode } from '../wire/protocol.js';
 import { columnKey, NO_MASKED_COLUMNS, type MaskedColumnKeys } from './catalog.js';
 import { partialMaskAscii, type BytePartialMask, type Masker, type MaskStyle } from './mask.js';
+import type { DerivedOutputs } from '../policy/policy.js';
 import type { ResultField } from './row-messages.js';
 
-type ColumnPlan = 'pass' | 'scan' | MaskStyle;
+/** Per column: pass, scan with the detectors, mask in a style (catalog), or mask whole in a style (derived). */
+type ColumnPlan = 'pass' | 'scan' | MaskStyle | `derived-${MaskStyle}`;
 
 /** Plain text types: a partial mask of such a column is computed on its bytes (`partialMaskAscii`). */
 const PLAIN_TEXT_TYPES = new Set([25, 1043, 1042, 19, 705]);
@@ -43,13 +45,19 @@ export class ResultMasker {
     maskedKeys: MaskedColumnKeys,
     /** The masker of each style; `partial` also scans values of unknown lineage. */
     private readonly maskers: Readonly<Record<MaskStyle, Masker>>,
+    /** The statement's result columns computed from masked columns, from its parse tree (policy.ts). */
+    derived?: DerivedOutputs,
   ) {
-    this.plan = fields.map((field) => {
+    const computedFromMasked = derivedPositions(derived, fields.length);
+    this.plan = fields.map((field, index): ColumnPlan => {
       const style = field.tableOid !== 0 ? maskedKeys.masked.get(columnKey(field.tableOid, field.attnum)) : undefined;
       if (style) return style;
-      // Any other column of a plain table holds its own stored values: clean by policy. Anything else
-      // (expressions, views, functions over masked columns) has lineage we do not prove here: scanned.
-      if (maskedKeys.plainTables.has(field.tableOid)) return 'pass';
+      // Any other column of a plain table holds its own stored values: clean by policy. (Attribute number 0 is the
+      // whole row, `SELECT c FROM customers c`: not a column, it holds them all.)
+      if (maskedKeys.plainTables.has(field.tableOid) && field.attnum > 0) return 'pass';
+      // A value PostgreSQL attributes to no table column, computed from a masked column: masked whole.
+      if ((field.tableOid === 0 || field.attnum <= 0) && computedFromMasked[index] && derived) return `derived-${derived.style}`;
+      // Anything else (other expressions, views, functions) has lineage not proven here: scanned.
       return 'scan';
     });
     this.bytePartial = this.plan.map((step, index) => step === 'partial' && PLAIN_TEXT_TYPES.has(fields[index]!.typeOid));
@@ -57,19 +65,21 @@ export class ResultMasker {
   }
 
   /**
-   * For rows that arrive without a RowDescription (Execute without Describe): nothing is known about the columns,
-   * so every value is scanned by the detectors as text.
+   * For rows that arrive without a RowDescription (Execute without Describe): no column is attributed to a table and
+   * no type is known, so the columns the statement's lineage derives from masked columns are sent as NULL, and every
+   * other value is scanned by the detectors as text.
    */
-  static scanAll(dataRowBody: Buffer, maskers: Readonly<Record<MaskStyle, Masker>>): ResultMasker {
+  static scanAll(dataRowBody: Buffer, maskers: Readonly<Record<MaskStyle, Masker>>, derived?: DerivedOutputs): ResultMasker {
     const count = dataRowBody.readInt16BE(0);
     const fields: ResultField[] = Array.from({ length: count }, (_, index) => ({
       name: `column ${index + 1}`,
       tableOid: 0,
       attnum: 0,
-      typeOid: 25,
+      // Unknown: a value masked whole is then NULL, the one value every type accepts.
+      typeOid: 0,
       format: 0,
     }));
-    return new ResultMasker(fields, NO_MASKED_COLUMNS, maskers);
+    return new ResultMasker(fields, NO_MASKED_COLUMNS, maskers, derived);
   }
 
   /** Whether any column needs work at all; when not, DataRows can stream untouched. */
@@ -120,8 +130,10 @@ export class ResultMasker {
         if (step === 'scan') {
           replacement = this.maskers.partial.maskDetected(text);
           if (replacement === undefined) continue;
+        } else if (step.startsWith('derived-')) {
+          replacement = this.maskers[step.slice(8) as MaskStyle].maskWhole(text, this.fields[index]!.typeOid);
         } else {
-          replacement = this.maskers[step].maskValue(text, this.fields[index]!.typeOid);
+          replacement = this.maskers[step as MaskStyle].maskValue(text, this.fields[index]!.typeOid);
         }
       }
       this.masked[index] = true;
@@ -189,4 +201,39 @@ function copyBytes(source: Buffer, from: number, to: number, target: Buffer, at:
   if (length > 64) return at + source.copy(target, at, from, to);
   for (let i = 0; i < length; i += 1) target[at + i] = source[from + i]!;
   return at + length;
+}
+
+/**
+ * Which of `count` result columns are computed from masked columns. Entries before the first star map to the first
+ * columns, entries after the last star to the last ones; the columns in between (what the stars expand to, and any
+ * entries between stars) are masked when any star or entry there is.
+ */
+function derivedPositions(derived: DerivedOutputs | undefined, count: number): boolean[] {
+  const positions = new Array<boolean>(count).fill(false);
+  if (!derived) return positions;
+  const entries = derived.columns;
+  const firstStar = entries.findIndex((entry) => entry.star);
+  if (firstStar < 0) {
+    entries.forEach((entry, index) => {
+      if (index < count) positions[index] = entry.masked;
+    });
+    // More columns than entries cannot happen without a star; should it, the extra columns are not attributed.
+    return positions;
+  }
+  let lastStar = firstStar;
+  entries.forEach((entry, index) => {
+    if (entry.star) lastStar = index;
+  });
+  const head = entries.slice(0, firstStar);
+  const tail = entries.slice(lastStar + 1);
+  head.forEach((entry, index) => {
+    if (index < count) positions[index] = entry.masked;
+  });
+  tail.forEach((entry, index) => {
+    const position = count - tail.length + index;
+    if (position >= 0) positions[position] = entry.masked;
+  });
+  const middleMasked = entries.slice(firstStar, lastStar + 1).some((entry) => entry.masked);
+  for (let position = head.length; position < count - tail.length; position += 1) positions[position] = middleMasked;
+  return positions;
 }

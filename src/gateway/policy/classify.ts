@@ -15,10 +15,12 @@
 import { Buffer } from 'node:buffer';
 import type * as LibPgQuery from 'libpg-query';
 import { assessFunction, formatFunctionName, type FunctionName } from './functions.js';
-import { InferenceCollector, type InferenceColumn } from './inference.js';
+import { InferenceCollector, type InferenceColumn, type StatementOutputs } from './inference.js';
 import { countingLiteralReads, noteLiteralRead } from './literal-reads.js';
 
-export { INFERENCE_CLAUSES, type InferenceClause, type InferenceColumn } from './inference.js';
+export {
+  INFERENCE_CLAUSES, type InferenceClause, type InferenceColumn, type OutputColumn, type StatementOutputs, type TableColumn,
+} from './inference.js';
 
 // ---------------------------------------------------------------------------------------------------------------------
 // The classification
@@ -142,6 +144,8 @@ export interface StatementInfo {
    * those that are masked for the identity (inference protection).
    */
   inferenceColumns: InferenceColumn[];
+  /** The lineage of the rows the statement returns (select list, RETURNING, a cursor's query); null when none. */
+  outputs: StatementOutputs | null;
   /** The statement's own text, trimmed, without the `;` separating it from the next one. */
   text: string;
 }
@@ -221,7 +225,7 @@ function classifyText(sql: string): Omit<Classification, 'literalSensitive'> {
     try {
       const analysis = new StatementAnalysis();
       analysis.analyzeTopLevel(raw.stmt, TOP_SCOPE);
-      analysis.collectInference(raw.stmt);
+      analysis.collectInference(raw.stmt, true);
       return analysis.result(text);
     } catch (error) {
       // Fail closed: a tree the walk cannot handle (stack exhaustion on absurd nesting, a shape it did not expect)
@@ -333,6 +337,7 @@ class StatementAnalysis {
       unanalyzableReasons: this.reasons,
       sessionEffects: this.effects,
       inferenceColumns: this.inference.result(),
+      outputs: this.inference.outputColumns(),
       text,
     };
     if (this.ddlObject !== undefined) info.ddlObject = this.ddlObject;
@@ -344,8 +349,8 @@ class StatementAnalysis {
    * Finds the statement's inference columns (a separate pass: it needs the FROM scopes of each query level, which the
    * generic walk does not keep). Nested statements — EXPLAIN's, PREPARE's, COPY's query — are part of the same tree.
    */
-  collectInference(statement: Fields | undefined): void {
-    this.inference.collect(statement);
+  collectInference(statement: Fields | undefined, returnsRows = false): void {
+    this.inference.collect(statement, returnsRows);
   }
 
   // --- recording --------------------------------------------------------------------------------------------------
@@ -1155,6 +1160,7 @@ function unanalyzableStatement(text: string, message: string): StatementInfo {
     unanalyzableReasons: [{ cause: 'analysis_failed', message }],
     sessionEffects: [],
     inferenceColumns: [],
+    outputs: null,
     text,
   };
 }

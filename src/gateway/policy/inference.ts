@@ -52,6 +52,8 @@ interface Source {
   schema: string | null;
   table: string;
   column: string;
+  /** The value reaches the output through an expression (not as the column itself). Only output lineage uses it. */
+  computed?: boolean;
 }
 
 /** What a FROM item is, for resolving column names. */
@@ -87,19 +89,79 @@ interface Output {
   star?: Relation[];
 }
 
+/** `sources` of an output that is an expression rather than a plain column reference: all of them computed. */
+function computedSources(value: Fields | undefined, sources: Source[]): Source[] {
+  if (value?.['ColumnRef'] !== undefined) return sources;
+  return sources.map((source) => (source.computed ? source : { ...source, computed: true }));
+}
+
 const NO_SOURCES: readonly Source[] = [];
+
+/** A table column; `column` is `*` when dbgate cannot tell which column of the table. */
+export type TableColumn = Pick<Source, 'schema' | 'table' | 'column'>;
+
+/**
+ * One column of the rows a statement sends back (its select list, its RETURNING), with the table columns its value
+ * is computed from. PostgreSQL itself names the table and column of an output that is a plain column reference
+ * (through subqueries and CTEs too) in RowDescription; for every other output it reports none, and this lineage is
+ * what tells the gateway whether that value comes from a masked column (`length(email)`, `reverse(ssn)`, a UNION of
+ * emails…).
+ */
+export interface OutputColumn {
+  /** The table columns the value derives from (any reference inside any expression); empty when none. */
+  sources: TableColumn[];
+  /**
+   * The value is computed (an expression, or a subquery's or set operation's computed column), not a table column
+   * passed through — what PostgreSQL cannot attribute to a table.
+   */
+  computed: boolean;
+  /**
+   * A `*` entry: it stands for as many result columns as its relations have, so the positions of the entries after it
+   * are not known. Its sources are those of the derived relations it expands (subqueries, CTEs, functions); columns
+   * of tables are reported with their table by PostgreSQL.
+   */
+  star: boolean;
+}
+
+/** What a statement returns to the client, when it returns rows of its own. */
+export interface StatementOutputs {
+  columns: OutputColumn[];
+  /** DECLARE … CURSOR: the rows come later, through FETCH statements that do not show the query. */
+  viaCursor: boolean;
+}
 
 /** Collects the inference columns of one statement (and any statements nested in it, as in DO blocks). */
 export class InferenceCollector {
   private readonly found = new Map<string, InferenceColumn>();
+  private outputs: StatementOutputs | null = null;
 
-  /** Walks a top-level statement node (`{ SelectStmt: {...} }`, `{ ExplainStmt: {...} }`, …). */
-  collect(statement: unknown): void {
-    this.expr(statement, undefined, null, null);
+  /**
+   * Walks a top-level statement node (`{ SelectStmt: {...} }`, `{ ExplainStmt: {...} }`, …). `returnsRows`: this is
+   * the statement of a client message (not one nested in a DO block), so the lineage of its result columns is kept.
+   */
+  collect(statement: unknown, returnsRows = false): void {
+    const node = statement as Fields | null | undefined;
+    const select = node?.['SelectStmt'] as Fields | undefined;
+    const cursor = (node?.['DeclareCursorStmt'] as Fields | undefined)?.['query'] as Fields | undefined;
+    const cursorSelect = cursor?.['SelectStmt'] as Fields | undefined;
+    const dml = ['InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt'].find((key) => node?.[key] !== undefined);
+    let outputs: Output[] | undefined;
+    if (select !== undefined) outputs = this.select(select, undefined, null);
+    else if (cursorSelect !== undefined) outputs = this.select(cursorSelect, undefined, null);
+    else if (dml !== undefined) outputs = this.dml(dml, node![dml] as Fields, undefined);
+    else this.expr(statement, undefined, null, null);
+    if (returnsRows && outputs !== undefined) {
+      this.outputs = { columns: outputs.map(outputColumn), viaCursor: cursorSelect !== undefined };
+    }
   }
 
   result(): InferenceColumn[] {
     return [...this.found.values()];
+  }
+
+  /** The lineage of the top-level statement's result columns; null when it returns no rows of its own. */
+  outputColumns(): StatementOutputs | null {
+    return this.outputs;
   }
 
   // --- reporting --------------------------------------------------------------------------------------------------
@@ -306,6 +368,7 @@ export class InferenceCollector {
       const name = typeof target['name'] === 'string' ? target['name'] : columnNameOf(value);
       const output: Output = { name, sources: [] };
       this.expr(value, level, outputClause, output.sources);
+      output.sources = computedSources(value, output.sources);
       outputs.push(output);
     }
 
@@ -381,10 +444,10 @@ export class InferenceCollector {
         const anchor = this.select(select['larg'] as Fields, level, null);
         ctes.set(name, withAliases(anchor, aliases));
         const whole = this.select(select, level, null);
-        const any: Source[] = [];
-        pushOutputs(any, anchor);
-        pushOutputs(any, whole);
-        ctes.set(name, { kind: 'derived', columns: new Map(), stars: [], any });
+        const collected: Source[] = [];
+        pushOutputs(collected, anchor);
+        pushOutputs(collected, whole);
+        ctes.set(name, { kind: 'derived', columns: new Map(), stars: [], any: computedSources(undefined, collected) });
         continue;
       }
       const outputs: Output[] = [];
@@ -456,6 +519,7 @@ export class InferenceCollector {
       }
       const output: Output = { name: typeof target['name'] === 'string' ? target['name'] : columnNameOf(value), sources: [] };
       this.expr(value, level, null, output.sources);
+      output.sources = computedSources(value, output.sources);
       outputs.push(output);
     }
     return outputs;
@@ -521,8 +585,9 @@ export class InferenceCollector {
     // Functions in FROM, XMLTABLE, JSON_TABLE…: every column may derive from every reference in their arguments.
     for (const key in wrapper) {
       const node = wrapper[key] as Fields;
-      const any: Source[] = [];
-      this.expr(node, level, null, any);
+      const collected: Source[] = [];
+      this.expr(node, level, null, collected);
+      const any = computedSources(undefined, collected);
       const alias = node['alias'] as Fields | undefined;
       let refname = aliasName(alias);
       if (refname === null && key === 'RangeFunction') refname = firstFunctionName(node);
@@ -561,6 +626,23 @@ function allSources(relation: Relation): Source[] {
   for (const star of relation.stars) out.push(...allSources(star));
   for (const source of relation.any) out.push(source);
   return out;
+}
+
+/** An output's lineage for the result masker: a star keeps only what PostgreSQL will not report itself. */
+function outputColumn(output: Output): OutputColumn {
+  const sources: Source[] = [];
+  if (output.star === undefined) sources.push(...output.sources);
+  else for (const relation of output.star) if (relation.kind === 'derived') sources.push(...allSources(relation));
+  // A whole-row reference (`SELECT c FROM customers c`: source column `*`) is not a table column either.
+  const computed = sources.some((source) => source.computed === true || source.column === '*');
+  return { sources: dedupe(sources), computed, star: output.star !== undefined };
+}
+
+/** Distinct table columns, without the `computed` mark (OutputColumn.computed keeps it for the whole output). */
+function dedupe(sources: readonly Source[]): TableColumn[] {
+  const seen = new Map<string, TableColumn>();
+  for (const { schema, table, column } of sources) seen.set(`${schema ?? ''}\u0000${table}\u0000${column}`, { schema, table, column });
+  return [...seen.values()];
 }
 
 function pushOutputs(out: Source[], outputs: readonly Output[]): void {
@@ -609,16 +691,18 @@ function mergePositional(left: readonly Output[], right: readonly Output[]): Out
   const blurred = left.some((output) => output.star) || right.some((output) => output.star);
   if (blurred) {
     // Positions are unknown: every output derives from everything either side selects.
-    const every: Source[] = [];
-    pushOutputs(every, left);
-    pushOutputs(every, right);
+    const collected: Source[] = [];
+    pushOutputs(collected, left);
+    pushOutputs(collected, right);
+    const every = computedSources(undefined, collected);
     return left.map((output) =>
       output.star ? { name: null, sources: every, star: output.star } : { name: output.name, sources: every },
     );
   }
   return left.map((output, index) => ({
     name: output.name,
-    sources: [...output.sources, ...(right[index]?.sources ?? [])],
+    // PostgreSQL attributes no column of a set operation to a table.
+    sources: computedSources(undefined, [...output.sources, ...(right[index]?.sources ?? [])]),
   }));
 }
 

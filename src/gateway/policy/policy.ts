@@ -65,6 +65,7 @@ import type {
   SessionEffect,
   StatementInfo,
   StatementKind,
+  TableColumn,
   TableRef,
   UnanalyzableReason,
 } from './classify.js';
@@ -207,7 +208,27 @@ export interface Decision {
   searchPath: string[];
   /** Each statement's own action and rule, in order (for the audit record). */
   statements: Array<{ action: PolicyAction; ruleId: string }>;
+  /**
+   * For mask decisions: result columns computed from masked columns (lineage of the select list), which PostgreSQL
+   * reports without a table; null when there are none. See `DerivedOutputs`.
+   */
+  derivedOutputs: DerivedOutputs | null;
 }
+
+/**
+ * Which result columns carry values computed from masked columns: `length(email)`, `reverse(ssn)`, an email through a
+ * UNION or a subquery's expression. RowDescription names no table for them, so the catalog cannot mask them; the
+ * result masker masks them whole (a detector would not recognise a reversed SSN). Entries follow the select list;
+ * a `star` entry stands for an unknown number of columns, so positions after it count from the end of the row, and
+ * the columns a star covers are masked when it is.
+ */
+export interface DerivedOutputs {
+  columns: Array<{ masked: boolean; star: boolean }>;
+  /** The strictest style among the rules that mask the columns involved (null > redact > hash > partial). */
+  style: MaskStyle;
+}
+
+export type MaskStyle = PolicyRule['style'];
 
 const SEVERITY: Readonly<Record<PolicyAction, number>> = { allow: 0, mask: 1, hold: 2, deny: 3 };
 const ACCESS_RANK: Readonly<Record<AccessLevel, number>> = { read: 0, write: 1, admin: 2 };
@@ -244,7 +265,7 @@ export function evaluate(policy: Policy, input: EvaluationInput): Decision {
 
   const context = new EvaluationContext(policy, input);
   const effects: SessionEffect[] = [];
-  const perStatement: Array<{ verdict: Verdict; maskColumns: string[] }> = [];
+  const perStatement: Array<{ verdict: Verdict; maskColumns: string[]; derived: DerivedOutputs | null }> = [];
   for (const statement of classification.statements) {
     perStatement.push(context.judge(statement, searchPath));
     for (const effect of statement.sessionEffects) {
@@ -272,7 +293,44 @@ export function evaluate(policy: Policy, input: EvaluationInput): Decision {
     effects,
     statements: perStatement.map(({ verdict }) => ({ action: verdict.action, ruleId: verdict.ruleId })),
     maskColumns,
+    derivedOutputs: winner.action === 'mask' ? combineDerived(perStatement.map((judged) => judged.derived)) : null,
   });
+}
+
+/**
+ * The derived outputs of a message: one statement's as they are; when several statements of one Query return
+ * computed masked values, their results cannot be told apart here, so every unattributed column of every result is
+ * masked (one masked star).
+ */
+function combineDerived(all: ReadonlyArray<DerivedOutputs | null>): DerivedOutputs | null {
+  const present = all.filter((derived): derived is DerivedOutputs => derived !== null);
+  if (present.length <= 1) return present[0] ?? null;
+  return { columns: [{ masked: true, star: true }], style: strictestStyle(present.map((derived) => derived.style)) };
+}
+
+const STYLE_STRICTNESS: Readonly<Record<MaskStyle, number>> = { partial: 0, hash: 1, redact: 2, null: 3 };
+
+function strictestStyle(styles: readonly MaskStyle[]): MaskStyle {
+  return styles.reduce((a, b) => (STYLE_STRICTNESS[b] > STYLE_STRICTNESS[a] ? b : a), 'partial' as MaskStyle);
+}
+
+/** The statement's result columns computed from columns that `maskRules` mask; null when none is. */
+function derivedOutputs(statement: StatementInfo, maskRules: readonly PolicyRule[], searchPath: readonly string[]):
+  DerivedOutputs | null {
+  if (statement.outputs === null || maskRules.length === 0) return null;
+  const styles: MaskStyle[] = [];
+  const columns = statement.outputs.columns.map((output) => {
+    let masked = false;
+    for (const source of output.sources) {
+      for (const rule of maskRules) {
+        if (maskedColumnUsed(rule, source, searchPath) === undefined) continue;
+        masked = true;
+        styles.push(rule.style);
+      }
+    }
+    return { masked, star: output.star };
+  });
+  return styles.length === 0 ? null : { columns, style: strictestStyle(styles) };
 }
 
 function decision(
@@ -283,6 +341,7 @@ function decision(
     effects: SessionEffect[];
     statements: Decision['statements'];
     maskColumns?: string[];
+    derivedOutputs?: DerivedOutputs | null;
   },
 ): Decision {
   return {
@@ -296,6 +355,7 @@ function decision(
     sessionEffects: extra.effects,
     searchPath: extra.searchPath,
     statements: extra.statements,
+    derivedOutputs: extra.derivedOutputs ?? null,
   };
 }
 
@@ -326,10 +386,24 @@ class EvaluationContext {
     this.rules = policy.rules.filter((rule) => this.appliesToIdentity(rule));
   }
 
-  judge(statement: StatementInfo, searchPath: readonly string[]): { verdict: Verdict; maskColumns: string[] } {
+  judge(statement: StatementInfo, searchPath: readonly string[]):
+    { verdict: Verdict; maskColumns: string[]; derived: DerivedOutputs | null } {
     const matched = this.rules.filter((rule) => statementMatches(rule, statement, searchPath));
     const strongest = strongestRule(matched);
     const verdicts: Verdict[] = [...this.builtinVerdicts(statement, matched, searchPath)];
+    const derived = derivedOutputs(statement, matched.filter((rule) => rule.action === 'mask'), searchPath);
+    const computedMasked = derived?.columns.some((column, index) => column.masked && statement.outputs!.columns[index]!.computed);
+    if (computedMasked === true && statement.outputs?.viaCursor === true) {
+      // FETCH shows nothing of the cursor's query: what it returns could not be told apart from clean values.
+      verdicts.push({
+        action: 'deny',
+        ruleId: 'builtin:masked-cursor',
+        message: 'dbgate: a cursor over values computed from columns masked for you is not allowed, because the rows ' +
+          'FETCH returns could not be masked',
+        hint: 'run the SELECT itself (its computed columns are masked), or select the masked columns as they are',
+        priority: 0,
+      });
+    }
 
     const access = this.accessVerdict(statement, strongest);
     if (access) verdicts.push(access);
@@ -356,7 +430,7 @@ class EvaluationContext {
       verdict.action === 'mask'
         ? matched.filter((rule) => rule.action === 'mask').flatMap((rule) => qualifyColumns(rule.columns, statement, searchPath))
         : [];
-    return { verdict, maskColumns };
+    return { verdict, maskColumns, derived: verdict.action === 'mask' ? derived : null };
   }
 
   private appliesToIdentity(rule: PolicyRule): boolean {
@@ -712,7 +786,7 @@ function qualifyColumns(columns: readonly string[], statement: StatementInfo, se
  * The column of `rule` (its bare name) that the inference column `used` is, or undefined. `*` (a whole-row use) is
  * every masked column of its table: the first one is named.
  */
-function maskedColumnUsed(rule: PolicyRule, used: InferenceColumn, searchPath: readonly string[]): string | undefined {
+function maskedColumnUsed(rule: PolicyRule, used: TableColumn, searchPath: readonly string[]): string | undefined {
   const column = used.column.toLowerCase();
   const table: NameSpec = { schema: used.schema?.toLowerCase() ?? null, name: used.table.toLowerCase() };
   for (const spec of rule.columns) {

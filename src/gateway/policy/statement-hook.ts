@@ -10,7 +10,7 @@ import type { Identity } from '../identity/credentials.js';
 import type { ErrorFields } from '../wire/backend-messages.js';
 import { SqlState } from '../wire/protocol.js';
 import type { DecisionCache } from './decision-cache.js';
-import type { Policy } from './policy.js';
+import type { DerivedOutputs, Policy } from './policy.js';
 
 /** Per-connection state that decisions depend on, tracked by the proxy as statements succeed. */
 export interface SessionPolicyState {
@@ -56,6 +56,8 @@ export interface StatementDecision {
   searchPathAfter?: string[];
   /** DDL ran: cached catalog facts about the target (masked column positions) may be stale. */
   changesSchema: boolean;
+  /** For mask decisions: result columns computed from masked columns (policy.ts DerivedOutputs). */
+  derivedOutputs?: DerivedOutputs;
 }
 
 export interface CompletedStatement {
@@ -169,5 +171,5 @@ function decideWithPolicy(policy: Policy, cache: DecisionCache, connection: Conn
     return refusal(decision.ruleId, 'dbgate: COPY is not available to you on this target because its data is masked',
       'use SELECT: masked columns are masked in query results');
   }
-  return { ...common, action: decision.action };
+  return { ...common, action: decision.action, ...(decision.derivedOutputs ? { derivedOutputs: decision.derivedOutputs } : {}) };
 }

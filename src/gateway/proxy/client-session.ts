@@ -667,7 +667,7 @@ export class ClientSession {
         // Only seen while a masked statement is in flight (the relay streams DataRows untouched otherwise).
         return this.maskDataRow(head, body);
       case BackendCode.RowDescription:
-        if (head && head.decision.action === 'mask') this.startMaskedResult(body);
+        if (head && head.decision.action === 'mask') this.startMaskedResult(body, head.decision);
         return 'forward';
       case BackendCode.CommandComplete: {
         this.endResult(head);
@@ -711,8 +711,8 @@ export class ClientSession {
   }
 
   /** A RowDescription of a masked statement: plan which columns to mask, scan or pass. */
-  private startMaskedResult(body: Buffer): void {
-    const masker = new ResultMasker(parseRowDescription(body), this.maskedKeys, this.deps.maskers);
+  private startMaskedResult(body: Buffer, decision: StatementDecision): void {
+    const masker = new ResultMasker(parseRowDescription(body), this.maskedKeys, this.deps.maskers, decision.derivedOutputs);
     if (masker.hasBinaryColumnsToMask) {
       // A binary cursor (DECLARE … BINARY CURSOR) slipped past the Bind check: rows that cannot be masked must not
       // leave. Fail closed: end the connection before the first row.
@@ -733,9 +733,10 @@ export class ClientSession {
     let masker = this.currentMasker;
     if (!masker) {
       if (!head || head.decision.action !== 'mask') return 'forward';
-      // Rows without a RowDescription (Execute without Describe): every value is scanned as text. Binary results
-      // of masked statements were refused at Bind.
-      masker = ResultMasker.scanAll(body, this.deps.maskers);
+      // Rows without a RowDescription (Execute without Describe): columns computed from masked ones by the
+      // statement's lineage are masked whole, every other value is scanned as text. Binary results of masked
+      // statements were refused at Bind.
+      masker = ResultMasker.scanAll(body, this.deps.maskers, head.decision.derivedOutputs);
       this.currentMasker = masker;
     }
     if (!masker.needed) return 'forward';
