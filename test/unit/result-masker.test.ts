@@ -117,21 +117,21 @@ describe('ResultMasker', () => {
     // SELECT *, length(email), row_to_json(c) … where * expanded to id, name (attributed by PostgreSQL).
     const fields = [field('id', CUSTOMERS, 1, INT8), field('name', CUSTOMERS, 2), field('length', 0, 0, INT4),
       field('row_to_json', 0, 0, JSON_TYPE), field('now', 0, 0)];
-    const derived = { columns: [{ masked: false, star: true }, { masked: true, star: false }, { masked: true, star: false },
-      { masked: false, star: false }], style: 'partial' as const };
+    const derived = { columns: [{ masked: false, star: true, computed: false }, { masked: true, star: false, computed: true }, { masked: true, star: false, computed: true },
+      { masked: false, star: false, computed: false }], style: 'partial' as const };
     const masker = new ResultMasker(fields, keys([[3, 'partial']]), maskers, derived);
     expect(maskRow(masker, ['7', 'Ann Lee', '19', '{"email":"ann.lee@example.com"}', '2026-11-26 07:00'])).toEqual([
       '7', 'Ann Lee', null, '"****"', '2026-11-26 07:00',
     ]);
     const redacting = new ResultMasker([field('r', 0, 0), field('a', 0, 0, 1009)], keys([]), maskers,
-      { columns: [{ masked: true, star: false }, { masked: true, star: false }], style: 'redact' });
+      { columns: [{ masked: true, star: false, computed: true }, { masked: true, star: false, computed: true }], style: 'redact' });
     expect(maskRow(redacting, ['9876-54-321', '{a,b}'])).toEqual(['[redacted]', '{"[redacted]"}']);
   });
 
   it('treats a whole-row column of a plain table (attribute 0) as computed, not as a clean column', () => {
     const RECORD = 2249;
     const masker = new ResultMasker([field('c', CUSTOMERS, 0, RECORD)], keys([[3, 'partial']]), maskers,
-      { columns: [{ masked: true, star: false }], style: 'partial' });
+      { columns: [{ masked: true, star: false, computed: true }], style: 'partial' });
     expect(maskRow(masker, ['(1,"Ann Lee",ann.lee@example.com)'])).toEqual(['("****")']);
     // Without lineage (no decision about it), it is at least scanned, never passed.
     const scanning = new ResultMasker([field('c', CUSTOMERS, 0, RECORD)], keys([[3, 'partial']]), maskers);
@@ -141,7 +141,13 @@ describe('ResultMasker', () => {
   it('sends NULL for computed masked columns of rows without a RowDescription (their type is unknown)', () => {
     const row = writeDataRow([Buffer.from('7'), Buffer.from('9876-54-321')]);
     const masker = ResultMasker.scanAll(row.subarray(5), maskers,
-      { columns: [{ masked: false, star: false }, { masked: true, star: false }], style: 'partial' });
+      { columns: [{ masked: false, star: false, computed: false }, { masked: true, star: false, computed: true }], style: 'partial' });
     expect(maskRow(masker, ['7', '9876-54-321'])).toEqual(['7', null]);
+  });
+
+  it("masks a masked column's own value that PostgreSQL does not attribute (scalar subquery, UNION) in the rule's style", () => {
+    const masker = new ResultMasker([field('email', 0, 0), field('n', 0, 0, 23)], keys([]), maskers,
+      { columns: [{ masked: true, star: false, computed: false }, { masked: true, star: false, computed: true }], style: 'partial' });
+    expect(maskRow(masker, ['ann.lee@example.com', '19'])).toEqual(['a***@example.com', null]);
   });
 });

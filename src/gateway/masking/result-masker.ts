@@ -48,15 +48,17 @@ export class ResultMasker {
     /** The statement's result columns computed from masked columns, from its parse tree (policy.ts). */
     derived?: DerivedOutputs,
   ) {
-    const computedFromMasked = derivedPositions(derived, fields.length);
+    const fromMasked = derivedPositions(derived, fields.length);
     this.plan = fields.map((field, index): ColumnPlan => {
       const style = field.tableOid !== 0 ? maskedKeys.masked.get(columnKey(field.tableOid, field.attnum)) : undefined;
       if (style) return style;
       // Any other column of a plain table holds its own stored values: clean by policy. (Attribute number 0 is the
       // whole row, `SELECT c FROM customers c`: not a column, it holds them all.)
       if (maskedKeys.plainTables.has(field.tableOid) && field.attnum > 0) return 'pass';
-      // A value PostgreSQL attributes to no table column, computed from a masked column: masked whole.
-      if ((field.tableOid === 0 || field.attnum <= 0) && computedFromMasked[index] && derived) return `derived-${derived.style}`;
+      // A value PostgreSQL attributes to no table column, from a masked column: a masked column's own value (through
+      // a scalar subquery or UNION) is masked as the column would be; a computed one is masked whole.
+      const lineage = field.tableOid === 0 || field.attnum <= 0 ? fromMasked[index] : undefined;
+      if (lineage && derived) return lineage === 'value' ? derived.style : `derived-${derived.style}`;
       // Anything else (other expressions, views, functions) has lineage not proven here: scanned.
       return 'scan';
     });
@@ -204,14 +206,17 @@ function copyBytes(source: Buffer, from: number, to: number, target: Buffer, at:
 }
 
 /**
- * Which of `count` result columns are computed from masked columns. Entries before the first star map to the first
+ * Which of `count` result columns carry a masked column's value as it is ('value') or computed from it ('computed'). Entries before the first star map to the first
  * columns, entries after the last star to the last ones; the columns in between (what the stars expand to, and any
  * entries between stars) are masked when any star or entry there is.
  */
-function derivedPositions(derived: DerivedOutputs | undefined, count: number): boolean[] {
-  const positions = new Array<boolean>(count).fill(false);
+function derivedPositions(derived: DerivedOutputs | undefined, count: number): Array<'value' | 'computed' | undefined> {
+  const positions = new Array<'value' | 'computed' | undefined>(count).fill(undefined);
   if (!derived) return positions;
-  const entries = derived.columns;
+  const entries = derived.columns.map((entry) => ({
+    star: entry.star,
+    masked: entry.masked ? (entry.computed ? 'computed' as const : 'value' as const) : undefined,
+  }));
   const firstStar = entries.findIndex((entry) => entry.star);
   if (firstStar < 0) {
     entries.forEach((entry, index) => {
@@ -233,7 +238,10 @@ function derivedPositions(derived: DerivedOutputs | undefined, count: number): b
     const position = count - tail.length + index;
     if (position >= 0) positions[position] = entry.masked;
   });
-  const middleMasked = entries.slice(firstStar, lastStar + 1).some((entry) => entry.masked);
+  const middle = entries.slice(firstStar, lastStar + 1);
+  const middleMasked = middle.some((entry) => entry.masked === 'computed')
+    ? 'computed'
+    : middle.some((entry) => entry.masked === 'value') ? 'value' : undefined;
   for (let position = head.length; position < count - tail.length; position += 1) positions[position] = middleMasked;
   return positions;
 }

@@ -54,6 +54,11 @@ interface Source {
   column: string;
   /** The value reaches the output through an expression (not as the column itself). Only output lineage uses it. */
   computed?: boolean;
+  /**
+   * The value reaches the output unchanged but through a set operation or a scalar subquery, which PostgreSQL does
+   * not attribute to the table column in RowDescription. Only output lineage uses it.
+   */
+  detached?: boolean;
 }
 
 /** What a FROM item is, for resolving column names. */
@@ -89,10 +94,19 @@ interface Output {
   star?: Relation[];
 }
 
-/** `sources` of an output that is an expression rather than a plain column reference: all of them computed. */
+/**
+ * `sources` of an output entry: as they are for a plain column reference; detached for a scalar subquery (its value
+ * is the subquery's output, unchanged, but not attributed); computed for any other expression.
+ */
 function computedSources(value: Fields | undefined, sources: Source[]): Source[] {
   if (value?.['ColumnRef'] !== undefined) return sources;
+  const sublink = value?.['SubLink'] as Fields | undefined;
+  if (sublink !== undefined && sublink['subLinkType'] === 'EXPR_SUBLINK') return detachedSources(sources);
   return sources.map((source) => (source.computed ? source : { ...source, computed: true }));
+}
+
+function detachedSources(sources: readonly Source[]): Source[] {
+  return sources.map((source) => (source.detached ? source : { ...source, detached: true }));
 }
 
 const NO_SOURCES: readonly Source[] = [];
@@ -111,10 +125,12 @@ export interface OutputColumn {
   /** The table columns the value derives from (any reference inside any expression); empty when none. */
   sources: TableColumn[];
   /**
-   * The value is computed (an expression, or a subquery's or set operation's computed column), not a table column
-   * passed through — what PostgreSQL cannot attribute to a table.
+   * The value is computed (an expression, or a subquery's or set operation's computed column, or a whole row), not
+   * a table column's value passed through.
    */
   computed: boolean;
+  /** PostgreSQL names the table column in RowDescription: a column passed through plain references only. */
+  attributed: boolean;
   /**
    * A `*` entry: it stands for as many result columns as its relations have, so the positions of the entries after it
    * are not known. Its sources are those of the derived relations it expands (subqueries, CTEs, functions); columns
@@ -635,7 +651,8 @@ function outputColumn(output: Output): OutputColumn {
   else for (const relation of output.star) if (relation.kind === 'derived') sources.push(...allSources(relation));
   // A whole-row reference (`SELECT c FROM customers c`: source column `*`) is not a table column either.
   const computed = sources.some((source) => source.computed === true || source.column === '*');
-  return { sources: dedupe(sources), computed, star: output.star !== undefined };
+  const attributed = !computed && !sources.some((source) => source.detached === true);
+  return { sources: dedupe(sources), computed, attributed, star: output.star !== undefined };
 }
 
 /** Distinct table columns, without the `computed` mark (OutputColumn.computed keeps it for the whole output). */
@@ -694,7 +711,7 @@ function mergePositional(left: readonly Output[], right: readonly Output[]): Out
     const collected: Source[] = [];
     pushOutputs(collected, left);
     pushOutputs(collected, right);
-    const every = computedSources(undefined, collected);
+    const every = detachedSources(collected);
     return left.map((output) =>
       output.star ? { name: null, sources: every, star: output.star } : { name: output.name, sources: every },
     );
@@ -702,7 +719,7 @@ function mergePositional(left: readonly Output[], right: readonly Output[]): Out
   return left.map((output, index) => ({
     name: output.name,
     // PostgreSQL attributes no column of a set operation to a table.
-    sources: computedSources(undefined, [...output.sources, ...(right[index]?.sources ?? [])]),
+    sources: detachedSources([...output.sources, ...(right[index]?.sources ?? [])]),
   }));
 }
 

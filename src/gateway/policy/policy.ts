@@ -223,7 +223,8 @@ export interface Decision {
  * the columns a star covers are masked when it is.
  */
 export interface DerivedOutputs {
-  columns: Array<{ masked: boolean; star: boolean }>;
+  /** `computed`: the value is transformed (masked whole); otherwise it is the masked column's own value. */
+  columns: Array<{ masked: boolean; star: boolean; computed: boolean }>;
   /** The strictest style among the rules that mask the columns involved (null > redact > hash > partial). */
   style: MaskStyle;
 }
@@ -305,7 +306,7 @@ export function evaluate(policy: Policy, input: EvaluationInput): Decision {
 function combineDerived(all: ReadonlyArray<DerivedOutputs | null>): DerivedOutputs | null {
   const present = all.filter((derived): derived is DerivedOutputs => derived !== null);
   if (present.length <= 1) return present[0] ?? null;
-  return { columns: [{ masked: true, star: true }], style: strictestStyle(present.map((derived) => derived.style)) };
+  return { columns: [{ masked: true, star: true, computed: true }], style: strictestStyle(present.map((derived) => derived.style)) };
 }
 
 const STYLE_STRICTNESS: Readonly<Record<MaskStyle, number>> = { partial: 0, hash: 1, redact: 2, null: 3 };
@@ -328,7 +329,7 @@ function derivedOutputs(statement: StatementInfo, maskRules: readonly PolicyRule
         styles.push(rule.style);
       }
     }
-    return { masked, star: output.star };
+    return { masked, star: output.star, computed: output.computed };
   });
   return styles.length === 0 ? null : { columns, style: strictestStyle(styles) };
 }
@@ -392,14 +393,14 @@ class EvaluationContext {
     const strongest = strongestRule(matched);
     const verdicts: Verdict[] = [...this.builtinVerdicts(statement, matched, searchPath)];
     const derived = derivedOutputs(statement, matched.filter((rule) => rule.action === 'mask'), searchPath);
-    const computedMasked = derived?.columns.some((column, index) => column.masked && statement.outputs!.columns[index]!.computed);
-    if (computedMasked === true && statement.outputs?.viaCursor === true) {
+    const unattributedMasked = derived?.columns.some((column, index) => column.masked && !statement.outputs!.columns[index]!.attributed);
+    if (unattributedMasked === true && statement.outputs?.viaCursor === true) {
       // FETCH shows nothing of the cursor's query: what it returns could not be told apart from clean values.
       verdicts.push({
         action: 'deny',
         ruleId: 'builtin:masked-cursor',
-        message: 'dbgate: a cursor over values computed from columns masked for you is not allowed, because the rows ' +
-          'FETCH returns could not be masked',
+        message: 'dbgate: a cursor over values computed from columns masked for you (or passed through a set ' +
+          'operation or subquery) is not allowed, because the rows FETCH returns could not be masked',
         hint: 'run the SELECT itself (its computed columns are masked), or select the masked columns as they are',
         priority: 0,
       });
