@@ -91,7 +91,7 @@ interface InFlight {
    * query/function-call: ends at ReadyForQuery. execute: at CommandComplete & co. sync: at ReadyForQuery.
    * refused-step: a Parse or Bind the gateway replaced; ends at the placeholder's ErrorResponse.
    */
-  kind: 'query' | 'execute' | 'sync' | 'function-call' | 'refused-step';
+  kind: 'query' | 'execute' | 'sync' | 'function-call' | 'refused-step' | 'search-path';
   step: ProtocolStep;
   text: string;
   startedAt: number;
@@ -170,6 +170,15 @@ export class ClientSession {
   private dataRows = 0;
   private transactionStatus = TransactionStatus.Idle;
   private busy = false;
+  /**
+   * The tracked search_path may differ from the server's: a statement that changes it finished (it may have been
+   * rolled back, partly, or set LOCAL), or a transaction in which it changed ended. Until the gateway has asked the
+   * server (SHOW search_path, its answer kept from the client), client messages wait: no decision is taken on a
+   * search_path that may be wrong.
+   */
+  private searchPathUnsure = false;
+  /** search_path changed since the server last confirmed it outside a transaction: a COMMIT/ROLLBACK may move it. */
+  private searchPathChangedSinceIdle = false;
   private readonly loginTimer: NodeJS.Timeout;
   private readonly onClientData = (chunk: Buffer): void => this.receive(chunk);
 
@@ -662,6 +671,13 @@ export class ClientSession {
    */
   private inspectBackendMessage(type: number, body: Buffer): RelayAction {
     const head = this.inFlight[0];
+    if (head?.kind === 'search-path') return this.searchPathAnswer(head, type, body);
+    const action = this.inspectClientAnswer(head, type, body);
+    if (type === BackendCode.ReadyForQuery && this.searchPathUnsure && this.inFlight.length === 0) this.confirmSearchPath();
+    return action;
+  }
+
+  private inspectClientAnswer(head: InFlight | undefined, type: number, body: Buffer): RelayAction {
     switch (type) {
       case BackendCode.DataRow:
         // Only seen while a masked statement is in flight (the relay streams DataRows untouched otherwise).
@@ -671,6 +687,7 @@ export class ClientSession {
         return 'forward';
       case BackendCode.CommandComplete: {
         this.endResult(head);
+        if (this.searchPathChangedSinceIdle && endsTransaction(body)) this.doubtSearchPath();
         if (!head) return 'forward';
         const rows = rowsFromCommandTag(body);
         if (head.kind === 'execute') this.finish(head, 'ok', rows ?? this.dataRows - head.dataRowsAtStart);
@@ -752,6 +769,11 @@ export class ClientSession {
       if (this.maskedInFlight === 0 && this.relay) this.relay.inspectDataRows = false;
     }
     if (outcome === 'ok') this.applySessionEffects(entry.decision);
+    else if (entry.decision.searchPathAfter && outcome === 'error') {
+      // Part of a failed message may have run (a SET before a COMMIT before the error).
+      this.searchPathChangedSinceIdle = true;
+      this.doubtSearchPath();
+    }
     this.deps.hook.recordStatement(this.context!, {
       step: entry.step,
       text: entry.text,
@@ -768,9 +790,11 @@ export class ClientSession {
   /** What a statement that ran changes for the decisions after it. */
   private applySessionEffects(decision: StatementDecision): void {
     if (decision.searchPathAfter) {
-      this.context!.session.searchPath = decision.searchPathAfter;
-      // Decisions depend on the search_path (which table an unqualified name means): forget the memo.
-      this.context!.session.decisions.clear();
+      this.setSearchPath(decision.searchPathAfter);
+      // The text's effect, as the policy read it; a ROLLBACK in the same message, a failure after it, SET LOCAL or a
+      // later ROLLBACK TO SAVEPOINT can undo it: the server is asked before the next decision.
+      this.searchPathChangedSinceIdle = true;
+      this.doubtSearchPath();
     }
     if (decision.changesSchema && this.target) {
       // Masked columns may have moved (dropped and re-added): resolve again; until then detectors cover them.
@@ -779,6 +803,73 @@ export class ClientSession {
         this.maskedKeys = keys;
       }, () => {});
     }
+  }
+
+  // ── search_path ──────────────────────────────────────────────────────────────────────────────────────────────
+
+  private setSearchPath(path: string[]): void {
+    this.context!.session.searchPath = path;
+    // Decisions depend on the search_path (which table an unqualified name means): forget the memo.
+    this.context!.session.decisions.clear();
+  }
+
+  /** The tracked search_path may be wrong: hold client messages until the server has said what it is. */
+  private doubtSearchPath(): void {
+    this.searchPathUnsure = true;
+    this.busy = true;
+  }
+
+  /**
+   * Asks the server for its search_path, once nothing of the client's is in flight. In a failed transaction block
+   * nothing runs until ROLLBACK (which ends it and asks again), so the client may go on meanwhile.
+   */
+  private confirmSearchPath(): void {
+    if (this.transactionStatus === TransactionStatus.Failed) {
+      this.busy = false;
+      setImmediate(() => this.pump());
+      return;
+    }
+    const entry = this.entry('search-path', 'query', 'show search_path', Date.now(), UNKNOWN_STATEMENT);
+    this.inFlight.push(entry);
+    // Its one row must reach searchPathAnswer; DataRows stream past inspection otherwise.
+    this.relay!.inspectDataRows = true;
+    this.sendUpstream([serialize.query('show search_path')]);
+  }
+
+  /** The answer to the gateway's own SHOW search_path: read, and kept from the client. */
+  private searchPathAnswer(entry: InFlight, type: number, body: Buffer): RelayAction {
+    switch (type) {
+      case BackendCode.DataRow: {
+        const value = firstColumnText(body);
+        if (value !== undefined) entry.text = value;
+        entry.rows += 1;
+        break;
+      }
+      case BackendCode.ErrorResponse:
+        entry.sqlState = parseErrorFields(body)['C'] ?? 'XX000';
+        break;
+      case BackendCode.ReadyForQuery: {
+        this.inFlight.shift();
+        this.transactionStatus = body[0] ?? TransactionStatus.Idle;
+        if (this.maskedInFlight === 0) this.relay!.inspectDataRows = false;
+        if (entry.sqlState === undefined && entry.rows === 1) {
+          this.setSearchPath(startupSearchPath(entry.text));
+          this.searchPathUnsure = false;
+          if (this.transactionStatus === TransactionStatus.Idle) this.searchPathChangedSinceIdle = false;
+        } else {
+          // Fail closed: without the server's answer no decision can trust the tracked search_path.
+          this.deps.log.log('warn', 'search_path.unconfirmed', { connection: this.connectionId, sqlstate: entry.sqlState });
+          this.fatal(SqlState.internalError, 'dbgate: the gateway could not confirm the session\'s search_path', undefined);
+          return { replaceWith: [] };
+        }
+        this.busy = false;
+        setImmediate(() => this.pump());
+        break;
+      }
+      default:
+        break;
+    }
+    return { replaceWith: [] };
   }
 
   // ── teardown ─────────────────────────────────────────────────────────────────────────────────────────────────
@@ -860,6 +951,20 @@ export class ClientSession {
 function startupSearchPath(value: string | undefined): string[] {
   const path = value === undefined ? undefined : sessionEffectOf('search_path', value, 'startup').searchPath;
   return path && path.length > 0 ? path : ['$user', 'public'];
+}
+
+/** A CommandComplete tag that ends a transaction block (or rolls back to a savepoint: the tag is ROLLBACK too). */
+function endsTransaction(body: Buffer): boolean {
+  const end = body.indexOf(0);
+  const tag = body.toString('latin1', 0, end < 0 ? body.length : end);
+  return tag === 'COMMIT' || tag === 'ROLLBACK' || tag === 'PREPARE TRANSACTION';
+}
+
+/** The first column of a DataRow as text, or undefined when it is NULL or absent. */
+function firstColumnText(body: Buffer): string | undefined {
+  if (body.readInt16BE(0) < 1) return undefined;
+  const length = body.readInt32BE(2);
+  return length < 0 ? undefined : body.toString('utf8', 6, 6 + length);
 }
 
 /** Rows affected/returned from a CommandComplete tag: the last word when numeric ("INSERT 0 5", "SELECT 42"). */
