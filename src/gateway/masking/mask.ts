@@ -6,6 +6,15 @@ import { createHmac } from 'node:crypto';
 
 export type MaskStyle = 'redact' | 'partial' | 'hash' | 'null';
 
+const STYLE_STRICTNESS: Readonly<Record<MaskStyle, number>> = { partial: 0, hash: 1, redact: 2, null: 3 };
+
+/** The strictest of `styles` (null > redact > hash > partial); `partial` when there are none. */
+export function strictestStyle(styles: Iterable<MaskStyle>): MaskStyle {
+  let strictest: MaskStyle = 'partial';
+  for (const style of styles) if (STYLE_STRICTNESS[style] > STYLE_STRICTNESS[strictest]) strictest = style;
+  return strictest;
+}
+
 /** Text-like type OIDs, where a masked string is a valid value (json/jsonb/arrays keep their syntax: see below). */
 const TEXT_LIKE_TYPES = new Set([
   25, // text

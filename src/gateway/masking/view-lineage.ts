@@ -1,0 +1,178 @@
+/**
+ * Which columns of views and materialized views carry masked values. PostgreSQL reports a view's column in
+ * RowDescription with the view's OID and the view column's attribute number, never the table column behind it, so the
+ * catalog resolves each view's definition (`pg_get_viewdef`) once, with the same lineage the policy uses for a
+ * statement's select list (inference.ts), and records per view column:
+ *
+ * - a masked table column passed through (`SELECT email FROM customers`): masked like that column, in its style;
+ * - a value computed from masked columns (`reverse(ssn)`, `length(email)`, `row_to_json(c)`), or a column that draws
+ *   on several: masked whole, in the strictest style involved — a computed value need not look like its source, so no
+ *   detector would recognise it;
+ * - anything else: not recorded (the result masker scans it with the content detectors).
+ *
+ * Views over views resolve through the inner view's columns. A definition that dbgate cannot analyse (it does not
+ * parse, calls a function whose body dbgate cannot see, has an unexpected shape) masks every column of the view
+ * whole: fail closed.
+ */
+import { classifyStatements, type OutputColumn, type TableColumn } from '../policy/classify.js';
+import { strictestStyle, type MaskStyle } from './mask.js';
+
+/** A view or materialized view, as the catalog lists it. */
+export interface ViewDefinition {
+  oid: number;
+  schema: string;
+  name: string;
+  /** Its columns in definition order, with their attribute numbers. */
+  columns: ReadonlyArray<{ name: string; attnum: number }>;
+  /**
+   * `pg_get_viewdef(oid)`: the view's query, with names printed relative to the catalog connection's search_path.
+   * Null when the view is gone (dropped while the catalog was read).
+   */
+  definition: string | null;
+}
+
+/** How a column's values are masked: in place in a style, or `whole` (nothing of the value is kept). */
+export interface ColumnMask {
+  style: MaskStyle;
+  whole: boolean;
+}
+
+export interface ViewLineageInput {
+  views: readonly ViewDefinition[];
+  /** The policy's masked columns by relation OID and column name (tables, and views the policy names itself). */
+  maskedColumns: ReadonlyMap<number, ReadonlyMap<string, MaskStyle>>;
+  /** Every relation's OID, by `relationName(schema, name)`. */
+  relations: ReadonlyMap<string, number>;
+  /** The schemas an unqualified name in a definition resolves through, in order (`current_schemas(true)`). */
+  searchPath: readonly string[];
+  /** The style of what cannot be analysed: the strictest style of the policy. */
+  failClosedStyle: MaskStyle;
+}
+
+/** The masked columns of views, by view OID and attribute number. Attribute 0 (the whole row) included. */
+export type ViewColumnMasks = Map<number, Map<number, ColumnMask>>;
+
+/** The key of a relation in `ViewLineageInput.relations`. */
+export function relationName(schema: string, name: string): string {
+  return `${schema}\u0000${name}`;
+}
+
+/** Resolves every view's columns against the masked columns (and against the views they read). */
+export function maskViewColumns(input: ViewLineageInput): ViewColumnMasks {
+  const views = new Map(input.views.map((view) => [view.oid, view]));
+  /** Per view: column name → mask (only masked columns). */
+  const byName = new Map<number, Map<string, ColumnMask>>();
+  const resolving = new Set<number>();
+
+  const relationOid = (source: TableColumn): number | undefined => {
+    if (source.schema !== null) return input.relations.get(relationName(source.schema, source.table));
+    for (const schema of input.searchPath) {
+      const oid = input.relations.get(relationName(schema, source.table));
+      if (oid !== undefined) return oid;
+    }
+    return undefined;
+  };
+
+  /** The masked columns of a relation by name: a table's from the policy, a view's from its definition. */
+  const columnsOf = (oid: number): ReadonlyMap<string, ColumnMask> => {
+    const view = views.get(oid);
+    if (view === undefined) {
+      const masked = input.maskedColumns.get(oid);
+      return new Map([...(masked ?? [])].map(([name, style]) => [name, { style, whole: false }]));
+    }
+    let columns = byName.get(oid);
+    if (columns !== undefined) return columns;
+    if (resolving.has(oid)) {
+      // A view that reaches itself: PostgreSQL forbids that, so the catalog changed under the read. Fail closed.
+      return new Map(view.columns.map((column) => [column.name, { style: input.failClosedStyle, whole: true }]));
+    }
+    resolving.add(oid);
+    columns = resolveView(view);
+    resolving.delete(oid);
+    byName.set(oid, columns);
+    return columns;
+  };
+
+  /** What a source of a view column carries: a masked column's mask, a whole row's strictest, or nothing. */
+  const sourceMask = (source: TableColumn): ColumnMask | undefined => {
+    const oid = relationOid(source);
+    // A name no relation has: not a table or view of this database (the lineage resolves CTEs and subqueries).
+    if (oid === undefined) return undefined;
+    const columns = columnsOf(oid);
+    if (source.column !== '*') return columns.get(source.column);
+    if (columns.size === 0) return undefined;
+    return { style: strictestStyle([...columns.values()].map((mask) => mask.style)), whole: true };
+  };
+
+  const resolveView = (view: ViewDefinition): Map<string, ColumnMask> => {
+    const columns = new Map<string, ColumnMask>();
+    const lineage = definitionLineage(view);
+    const named = input.maskedColumns.get(view.oid);
+    view.columns.forEach((column, index) => {
+      const derived = lineage === undefined
+        ? { style: input.failClosedStyle, whole: true }
+        : columnMask(lineage[index]!, sourceMask);
+      const policyStyle = named?.get(column.name);
+      // The policy may name a view's column itself: its style applies, and masking whole still wins.
+      const mask = policyStyle === undefined
+        ? derived
+        : { style: strictestStyle([policyStyle, ...(derived ? [derived.style] : [])]), whole: derived?.whole ?? false };
+      if (mask !== undefined) columns.set(column.name, mask);
+    });
+    return columns;
+  };
+
+  const result: ViewColumnMasks = new Map();
+  for (const view of input.views) {
+    const columns = columnsOf(view.oid);
+    if (columns.size === 0) continue;
+    const byAttnum = new Map<number, ColumnMask>();
+    for (const column of view.columns) {
+      const mask = columns.get(column.name);
+      if (mask !== undefined) byAttnum.set(column.attnum, mask);
+    }
+    // Attribute 0: the view's whole row (`SELECT v FROM v`, `row_to_json(v)`), which holds every column.
+    byAttnum.set(0, { style: strictestStyle([...columns.values()].map((mask) => mask.style)), whole: true });
+    result.set(view.oid, byAttnum);
+  }
+  return result;
+}
+
+/**
+ * A view column's mask from its lineage: a single masked column passed through keeps that column's mask; a computed
+ * value, or one drawing on several columns or a whole row, is masked whole in the strictest style involved.
+ */
+function columnMask(output: OutputColumn, sourceMask: (source: TableColumn) => ColumnMask | undefined): ColumnMask | undefined {
+  const masks: ColumnMask[] = [];
+  for (const source of output.sources) {
+    const mask = sourceMask(source);
+    if (mask !== undefined) masks.push(mask);
+  }
+  if (masks.length === 0) return undefined;
+  const passedThrough = !output.computed && output.sources.length === 1 && output.sources[0]!.column !== '*';
+  if (passedThrough) return masks[0]!;
+  return { style: strictestStyle(masks.map((mask) => mask.style)), whole: true };
+}
+
+/**
+ * The lineage of each column of a view, in definition order; undefined when the definition cannot be analysed
+ * (the caller then masks every column whole).
+ */
+function definitionLineage(view: ViewDefinition): OutputColumn[] | undefined {
+  if (view.definition === null) return undefined;
+  const classification = classifyStatements(view.definition);
+  if (classification.parseError !== null || classification.statements.length !== 1) return undefined;
+  const statement = classification.statements[0]!;
+  // A function dbgate cannot see into (user-defined, an extension's) may read masked tables whatever its arguments
+  // are; dangerous and dynamic-SQL functions likewise. None of the view's columns can be proven clean.
+  if (statement.unanalyzable !== null || statement.unknownFunctions.length > 0 || statement.dangerousFunctions.length > 0) {
+    return undefined;
+  }
+  const columns = statement.outputs?.columns;
+  // pg_get_viewdef expands `*` into the columns it stood for when the view was created: a star, or a column count
+  // that does not match the view's, means the text is not what dbgate expects.
+  if (columns === undefined || columns.length !== view.columns.length || columns.some((column) => column.star)) {
+    return undefined;
+  }
+  return columns;
+}
