@@ -24,8 +24,14 @@ function field(name: string, tableOid: number, attnum: number, typeOid = TEXT): 
   return { name, tableOid, attnum, typeOid, format: 0 };
 }
 
-function keys(styles: Array<[number, MaskStyle]>): MaskedColumnKeys {
-  return { masked: new Map(styles.map(([attnum, style]) => [columnKey(CUSTOMERS, attnum), style])), plainTables: new Set([CUSTOMERS]) };
+function keys(styles: Array<[number, MaskStyle]>, derived: Array<[number, number, MaskStyle]> = []): MaskedColumnKeys {
+  return {
+    masked: new Map(styles.map(([attnum, style]) => [columnKey(CUSTOMERS, attnum), style])),
+    derived: new Map(derived.map(([oid, attnum, style]) => [columnKey(oid, attnum), style])),
+    plainTables: new Set([CUSTOMERS]),
+    relations: new Set([CUSTOMERS, VIEW]),
+    unknownRelationStyle: 'partial',
+  };
 }
 
 /** Masks one row and returns its values as text (null for SQL NULL). */
@@ -136,6 +142,36 @@ describe('ResultMasker', () => {
     // Without lineage (no decision about it), it is at least scanned, never passed.
     const scanning = new ResultMasker([field('c', CUSTOMERS, 0, RECORD)], keys([[3, 'partial']]), maskers);
     expect(maskRow(scanning, ['(1,"Ann Lee",ann.lee@example.com)'])).toEqual(['(1,"Ann Lee",a***@example.com)']);
+  });
+
+  it('masks view columns as the catalog resolved them: passed through in style, computed ones whole, others scanned', () => {
+    // A view (id, r = reverse(ssn), email, notes) and its whole row, as catalog.ts records them.
+    const viewKeys = keys([[3, 'partial']], [[VIEW, 2, 'redact'], [VIEW, 0, 'redact']]);
+    const withView: MaskedColumnKeys = { ...viewKeys, masked: new Map([...viewKeys.masked, [columnKey(VIEW, 3), 'partial']]) };
+    const masker = new ResultMasker(
+      [field('id', VIEW, 1, INT8), field('r', VIEW, 2), field('email', VIEW, 3), field('notes', VIEW, 4), field('v', VIEW, 0, 2249)],
+      withView,
+      maskers,
+    );
+    expect(maskRow(masker, ['7', '9876-54-321', 'ann.lee@example.com', 'call 555-123-4567', '(7,9876-54-321)'])).toEqual([
+      '7', '[redacted]', 'a***@example.com', 'call ****4567', '("[redacted]")',
+    ]);
+    expect(masker.staleCatalog).toBe(false);
+  });
+
+  it('masks whole every column of a relation the catalog does not know yet, and says the catalog is stale', () => {
+    const NEW_VIEW = 16_500;
+    const masker = new ResultMasker([field('id', NEW_VIEW, 1, INT8), field('r', NEW_VIEW, 2), field('name', CUSTOMERS, 2)],
+      keys([[3, 'partial']]), maskers);
+    expect(maskRow(masker, ['7', '9876-54-321', 'Ann Lee'])).toEqual([null, '****', 'Ann Lee']);
+    expect(masker.staleCatalog).toBe(true);
+    // Known relations, and results without any relation, do not.
+    expect(new ResultMasker([field('contact', VIEW, 2), field('now', 0, 0)], keys([[3, 'partial']]), maskers).staleCatalog).toBe(false);
+    // Nothing masked on the target: nothing to protect, nothing to re-read.
+    const nothingMasked: MaskedColumnKeys = { ...keys([]), unknownRelationStyle: null };
+    const scanning = new ResultMasker([field('r', NEW_VIEW, 2)], nothingMasked, maskers);
+    expect(maskRow(scanning, ['9876-54-321'])).toEqual(['9876-54-321']);
+    expect(scanning.staleCatalog).toBe(false);
   });
 
   it('sends NULL for computed masked columns of rows without a RowDescription (their type is unknown)', () => {

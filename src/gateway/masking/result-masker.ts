@@ -29,6 +29,8 @@ export class ResultMasker {
   private readonly bytePartial: boolean[];
   /** Per column: whether any of its values was masked (by catalog or by detection). */
   private readonly masked: boolean[];
+  /** The result names a relation `maskedKeys` does not know. */
+  private namesUnknownRelation = false;
 
   // Per-row scratch for maskRow, reused (one masker per result; rows are handled one at a time).
   private readonly editStarts: number[] = [];
@@ -50,8 +52,14 @@ export class ResultMasker {
   ) {
     const fromMasked = derivedPositions(derived, fields.length);
     this.plan = fields.map((field, index): ColumnPlan => {
-      const style = field.tableOid !== 0 ? maskedKeys.masked.get(columnKey(field.tableOid, field.attnum)) : undefined;
-      if (style) return style;
+      if (field.tableOid !== 0) {
+        const key = columnKey(field.tableOid, field.attnum);
+        const style = maskedKeys.masked.get(key);
+        if (style) return style;
+        // A view column computed from masked columns (the view's definition says so), or a whole row holding some.
+        const whole = maskedKeys.derived.get(key);
+        if (whole) return `derived-${whole}`;
+      }
       // Any other column of a plain table holds its own stored values: clean by policy. (Attribute number 0 is the
       // whole row, `SELECT c FROM customers c`: not a column, it holds them all.)
       if (maskedKeys.plainTables.has(field.tableOid) && field.attnum > 0) return 'pass';
@@ -59,7 +67,13 @@ export class ResultMasker {
       // a scalar subquery or UNION) is masked as the column would be; a computed one is masked whole.
       const lineage = field.tableOid === 0 || field.attnum <= 0 ? fromMasked[index] : undefined;
       if (lineage && derived) return lineage === 'value' ? derived.style : `derived-${derived.style}`;
-      // Anything else (other expressions, views, functions) has lineage not proven here: scanned.
+      if (field.tableOid !== 0 && maskedKeys.unknownRelationStyle !== null && !maskedKeys.relations.has(field.tableOid)) {
+        // A relation created after the catalog was read (a view made directly on the database): what its columns
+        // carry is not known yet. Fail closed: masked whole, and the caller has the catalog read again.
+        this.namesUnknownRelation = true;
+        return `derived-${maskedKeys.unknownRelationStyle}`;
+      }
+      // Anything else (other expressions, other view columns, functions) has lineage not proven here: scanned.
       return 'scan';
     });
     this.bytePartial = this.plan.map((step, index) => step === 'partial' && PLAIN_TEXT_TYPES.has(fields[index]!.typeOid));
@@ -82,6 +96,11 @@ export class ResultMasker {
       format: 0,
     }));
     return new ResultMasker(fields, NO_MASKED_COLUMNS, maskers, derived);
+  }
+
+  /** The result names a relation the catalog snapshot does not know: the snapshot is stale. */
+  get staleCatalog(): boolean {
+    return this.namesUnknownRelation;
   }
 
   /** Whether any column needs work at all; when not, DataRows can stream untouched. */

@@ -165,11 +165,13 @@ export class ClientSession {
   /** How many in-flight statements have a mask decision (DataRows are inspected while > 0). */
   private maskedInFlight = 0;
   private currentMasker: ResultMasker | null = null;
-  /** "oid:attnum" of the target's masked columns, resolved at login and after DDL. */
+  /** The target's masking catalog (masked columns and view columns), as of the last statements sent. */
   private maskedKeys: MaskedColumnKeys = NO_MASKED_COLUMNS;
   private dataRows = 0;
   private transactionStatus = TransactionStatus.Idle;
   private busy = false;
+  /** Client messages wait for the target's masking catalog to be read again (adoptMaskingCatalog). */
+  private awaitingCatalog = false;
   /**
    * The tracked search_path may differ from the server's: a statement that changes it finished (it may have been
    * rolled back, partly, or set LOCAL), or a transaction in which it changed ended. Until the gateway has asked the
@@ -218,15 +220,22 @@ export class ClientSession {
     this.pump();
   }
 
-  /** Handles every complete buffered message the current state allows. */
-  private pump(): void {
-    if (this.busy || this.state === 'closed') return;
+  /**
+   * Handles every complete buffered message the current state allows. `catalogChecked`: the masking catalog was
+   * just read for this session (see `adoptMaskingCatalog`).
+   */
+  private pump(catalogChecked = false): void {
+    if (this.busy || this.awaitingCatalog || this.state === 'closed') return;
     const toUpstream: Buffer[] = [];
     try {
       for (;;) {
         // Handlers change state and `busy` as they go (TLS upgrade, login): re-read them on every turn.
         const state = this.state as SessionState;
-        if (this.busy || state === 'closed' || state === 'connecting') break;
+        if (this.busy || this.awaitingCatalog || state === 'closed' || state === 'connecting') break;
+        if (state === 'ready' && !catalogChecked) {
+          catalogChecked = true;
+          if (!this.adoptMaskingCatalog()) break;
+        }
         const message = this.reader.next();
         if (!message) break;
         if (this.state === 'startup') this.handleStartupPacket(message);
@@ -502,6 +511,38 @@ export class ClientSession {
     for (const chunk of upstream.leftover) this.relayFromUpstream(chunk);
   }
 
+  /**
+   * Makes the target's current masking catalog this session's, before more statements go upstream. When it is stale
+   * (DDL ran, a result named a relation it does not know, it reached its maximum age: catalog.ts), statements wait
+   * for the new read — masked results must not be planned on what the catalog was — and the connection ends if it
+   * cannot be read, as at login. Returns false while waiting; `pump` runs again once the new resolution is in.
+   */
+  private adoptMaskingCatalog(): boolean {
+    const target = this.target!;
+    const keys = this.deps.maskCatalog.current(target.name);
+    if (keys !== undefined) {
+      this.maskedKeys = keys;
+      return true;
+    }
+    // A flag of its own, not `busy`: the search_path confirmation holds messages too, and each wait must end only
+    // its own hold.
+    this.awaitingCatalog = true;
+    this.deps.maskCatalog.resolve(target).then(
+      (fresh) => {
+        this.maskedKeys = fresh;
+        this.awaitingCatalog = false;
+        this.pump(true);
+      },
+      (error: unknown) => {
+        this.awaitingCatalog = false;
+        this.deps.log.log('warn', 'masking.catalog_failed', { connection: this.connectionId, target: target.name, reason: (error as Error).message });
+        this.fatal(SqlState.sqlclientUnableToEstablishSqlconnection, `dbgate: cannot prepare data masking for target "${target.name}"`,
+          'reconnect and retry; tell the gateway operator if it persists');
+      },
+    );
+    return false;
+  }
+
   private handleProxyMessage(message: PgMessage, toUpstream: Buffer[]): void {
     const context = this.context!;
     const now = Date.now();
@@ -730,6 +771,12 @@ export class ClientSession {
   /** A RowDescription of a masked statement: plan which columns to mask, scan or pass. */
   private startMaskedResult(body: Buffer, decision: StatementDecision): void {
     const masker = new ResultMasker(parseRowDescription(body), this.maskedKeys, this.deps.maskers, decision.derivedOutputs);
+    if (masker.staleCatalog && this.target) {
+      // A relation newer than the catalog snapshot (its columns are masked whole in this result): read it again
+      // before the next statement.
+      this.deps.log.log('info', 'masking.catalog_stale', { connection: this.connectionId, target: this.target.name });
+      this.deps.maskCatalog.invalidate(this.target.name, this.maskedKeys);
+    }
     if (masker.hasBinaryColumnsToMask) {
       // A binary cursor (DECLARE … BINARY CURSOR) slipped past the Bind check: rows that cannot be masked must not
       // leave. Fail closed: end the connection before the first row.
@@ -797,11 +844,9 @@ export class ClientSession {
       this.doubtSearchPath();
     }
     if (decision.changesSchema && this.target) {
-      // Masked columns may have moved (dropped and re-added): resolve again; until then detectors cover them.
+      // Masked columns may have moved (dropped and re-added), views may read other columns: the next statement
+      // waits for the catalog to be read again (adoptMaskingCatalog).
       this.deps.maskCatalog.invalidate(this.target.name);
-      this.deps.maskCatalog.resolve(this.target).then((keys) => {
-        this.maskedKeys = keys;
-      }, () => {});
     }
   }
 
