@@ -29,6 +29,7 @@ function keys(styles: Array<[number, MaskStyle]>, derived: Array<[number, number
     masked: new Map(styles.map(([attnum, style]) => [columnKey(CUSTOMERS, attnum), style])),
     derived: new Map(derived.map(([oid, attnum, style]) => [columnKey(oid, attnum), style])),
     plainTables: new Set([CUSTOMERS]),
+    viewColumns: new Map(),
     relations: new Set([CUSTOMERS, VIEW]),
     unknownRelationStyle: 'partial',
   };

@@ -3,9 +3,12 @@
  * to the catalog connection's search_path), parsed with the real statement grammar.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { loadStatementParser } from '../../src/gateway/policy/classify.js';
+import { classifyStatements, loadStatementParser, type StatementOutputs } from '../../src/gateway/policy/classify.js';
 import type { MaskStyle } from '../../src/gateway/masking/mask.js';
-import { maskViewColumns, relationName, type ViewDefinition, type ViewLineageInput } from '../../src/gateway/masking/view-lineage.js';
+import {
+  cursorOverMaskedViewColumns, derivedThroughViews, maskViewColumns, relationName, type ColumnMask, type MaskedViewColumns, type ViewDefinition,
+  type ViewLineageInput,
+} from '../../src/gateway/masking/view-lineage.js';
 
 const CUSTOMERS = 16_384;
 const PAYMENTS = 16_390;
@@ -139,5 +142,71 @@ describe('view lineage', () => {
     const maskedColumns = new Map(MASKED);
     maskedColumns.set(v.oid, new Map<string, MaskStyle>([['id', 'hash'], ['r', 'partial']]));
     expect(masksOf(maskViewColumns(input([v], { maskedColumns })), v)).toEqual({ id: 'hash', r: 'whole-redact', '(row)': 'whole-redact' });
+  });
+});
+
+describe('statement lineage through masked view columns', () => {
+  /** The view `contacts` (email passed through, r computed, whole row masked), as the catalog lists it by name. */
+  const VIEW_COLUMNS: MaskedViewColumns = new Map([
+    ['contacts', [{
+      schema: 'public',
+      columns: new Map<string, ColumnMask>([
+        ['email', { style: 'partial', whole: false }], ['r', { style: 'redact', whole: true }], ['*', { style: 'redact', whole: true }],
+      ]),
+    }]],
+  ]);
+  const clean = { masked: false, star: false, computed: false };
+
+  function outputsOf(sql: string): Array<StatementOutputs | null> {
+    const classification = classifyStatements(sql);
+    expect(classification.parseError).toBeNull();
+    return classification.statements.map((statement) => statement.outputs);
+  }
+
+  beforeAll(async () => {
+    await loadStatementParser();
+  });
+
+  it('marks the result columns a statement computes from masked view columns, in the strictest style', () => {
+    expect(derivedThroughViews(undefined, outputsOf('select id, reverse(email), length(r), upper(name) from contacts'), VIEW_COLUMNS)).toEqual({
+      columns: [clean, { masked: true, star: false, computed: true }, { masked: true, star: false, computed: true }, clean],
+      style: 'redact',
+    });
+    // A whole-row reference, and a qualified name in the view's schema.
+    expect(derivedThroughViews(undefined, outputsOf('select row_to_json(c) from public.contacts c'), VIEW_COLUMNS)?.columns)
+      .toEqual([{ masked: true, star: false, computed: true }]);
+  });
+
+  it("keeps a view column's own value (through a scalar subquery) maskable in its style, unless the view masks it whole", () => {
+    expect(derivedThroughViews(undefined, outputsOf('select (select email from contacts limit 1), (select r from contacts limit 1)'), VIEW_COLUMNS))
+      .toEqual({ columns: [{ masked: true, star: false, computed: false }, { masked: true, star: false, computed: true }], style: 'redact' });
+  });
+
+  it('adds to what the policy derived from table columns, column by column', () => {
+    const policy = { columns: [{ masked: true, star: false, computed: true }, clean, clean], style: 'partial' as const };
+    expect(derivedThroughViews(policy, outputsOf('select reverse(c.ssn), reverse(v.email), (select email from contacts) from customers c, contacts v'), VIEW_COLUMNS))
+      .toEqual({
+        columns: [{ masked: true, star: false, computed: true }, { masked: true, star: false, computed: true }, { masked: true, star: false, computed: false }],
+        style: 'partial',
+      });
+    // Nothing through views: the policy's as they were.
+    expect(derivedThroughViews(policy, outputsOf('select reverse(ssn), name from customers'), VIEW_COLUMNS)).toBe(policy);
+  });
+
+  it('masks every unattributed column when several statements return rows (their results cannot be told apart)', () => {
+    expect(derivedThroughViews(undefined, outputsOf('select 1; select reverse(email) from contacts'), VIEW_COLUMNS))
+      .toEqual({ columns: [{ masked: true, star: true, computed: true }], style: 'partial' });
+  });
+
+  it('leaves columns of views in other schemas, and of views it does not list, alone', () => {
+    expect(derivedThroughViews(undefined, outputsOf('select reverse(email) from other.contacts'), VIEW_COLUMNS)).toBeUndefined();
+    expect(derivedThroughViews(undefined, outputsOf('select reverse(email) from other_view'), VIEW_COLUMNS)).toBeUndefined();
+  });
+
+  it('finds cursors over masked view values PostgreSQL would not attribute, not cursors that pass them through', () => {
+    expect(cursorOverMaskedViewColumns(outputsOf('declare c cursor for select reverse(email) from contacts'), VIEW_COLUMNS)).toBe(true);
+    expect(cursorOverMaskedViewColumns(outputsOf('declare c cursor for select email from contacts union all select \'x\''), VIEW_COLUMNS)).toBe(true);
+    expect(cursorOverMaskedViewColumns(outputsOf('declare c cursor for select email, r from contacts'), VIEW_COLUMNS)).toBe(false);
+    expect(cursorOverMaskedViewColumns(outputsOf('select reverse(email) from contacts'), VIEW_COLUMNS)).toBe(false);
   });
 });

@@ -19,7 +19,7 @@ import pg from 'pg';
 import type { TargetConfig } from '../config/load.js';
 import { loadStatementParser } from '../policy/classify.js';
 import { strictestStyle, type MaskStyle } from './mask.js';
-import { maskViewColumns, relationName, type ViewDefinition } from './view-lineage.js';
+import { maskedViewColumnsByName, maskViewColumns, relationName, type MaskedViewColumns, type ViewDefinition } from './view-lineage.js';
 
 /** What result masking needs to know about a target's catalog. */
 export interface MaskedColumnKeys {
@@ -36,6 +36,11 @@ export interface MaskedColumnKeys {
    * masked ones: those not in `masked` or `derived` are scanned.
    */
   readonly plainTables: ReadonlySet<number>;
+  /**
+   * The masked and derived view columns by view and column name, for the lineage of statements that compute from
+   * them (view-lineage.ts `derivedThroughViews`).
+   */
+  readonly viewColumns: MaskedViewColumns;
   /** OIDs of every relation the snapshot saw. A result naming another one was made from a stale snapshot. */
   readonly relations: ReadonlySet<number>;
   /**
@@ -49,6 +54,7 @@ export const NO_MASKED_COLUMNS: MaskedColumnKeys = {
   masked: new Map(),
   derived: new Map(),
   plainTables: new Set(),
+  viewColumns: new Map(),
   relations: new Set(),
   unknownRelationStyle: null,
 };
@@ -248,6 +254,7 @@ export class MaskedColumnCatalog {
       masked,
       derived,
       plainTables,
+      viewColumns: maskedViewColumnsByName(viewDefinitions, viewMasks),
       relations: new Set(relationOids.values()),
       unknownRelationStyle: failClosedStyle,
     };

@@ -13,8 +13,12 @@
  * Views over views resolve through the inner view's columns. A definition that dbgate cannot analyse (it does not
  * parse, calls a function whose body dbgate cannot see, has an unexpected shape) masks every column of the view
  * whole: fail closed.
+ *
+ * A statement that computes from a view column (`SELECT reverse(email) FROM v`) gets values PostgreSQL attributes to
+ * no table; `derivedThroughViews` marks them from the statement's lineage, like policy.ts does for table columns.
  */
-import { classifyStatements, type OutputColumn, type TableColumn } from '../policy/classify.js';
+import { classifyStatements, type OutputColumn, type StatementOutputs, type TableColumn } from '../policy/classify.js';
+import type { DerivedOutputs } from '../policy/policy.js';
 import { strictestStyle, type MaskStyle } from './mask.js';
 
 /** A view or materialized view, as the catalog lists it. */
@@ -175,4 +179,112 @@ function definitionLineage(view: ViewDefinition): OutputColumn[] | undefined {
     return undefined;
   }
   return columns;
+}
+
+/**
+ * Masked view columns by view name, for statement lineage: column name → mask, `*` for the whole row. A statement
+ * that computes a value from a view column (`SELECT reverse(email) FROM v`) gets it back without a table, so only the
+ * statement's lineage names the view column; the lineage does not know schemas (it resolves no search_path), so a
+ * name stands for the views of that name in every schema.
+ */
+export type MaskedViewColumns = ReadonlyMap<string, ReadonlyArray<{ schema: string; columns: ReadonlyMap<string, ColumnMask> }>>;
+
+/** `masks` (by OID and attribute number) by view name and column name. */
+export function maskedViewColumnsByName(views: readonly ViewDefinition[], masks: ViewColumnMasks): MaskedViewColumns {
+  const byName = new Map<string, Array<{ schema: string; columns: Map<string, ColumnMask> }>>();
+  for (const view of views) {
+    const byAttnum = masks.get(view.oid);
+    if (byAttnum === undefined) continue;
+    const columns = new Map<string, ColumnMask>();
+    for (const column of view.columns) {
+      const mask = byAttnum.get(column.attnum);
+      if (mask !== undefined) columns.set(column.name, mask);
+    }
+    const row = byAttnum.get(0);
+    if (row !== undefined) columns.set('*', row);
+    let schemas = byName.get(view.name);
+    if (schemas === undefined) byName.set(view.name, (schemas = []));
+    schemas.push({ schema: view.schema, columns });
+  }
+  return byName;
+}
+
+/** The mask of the view column `source` names, if it names a masked one (over views of that name: the strictest). */
+function maskedViewColumn(source: TableColumn, viewColumns: MaskedViewColumns): ColumnMask | undefined {
+  const masks: ColumnMask[] = [];
+  for (const view of viewColumns.get(source.table) ?? []) {
+    if (source.schema !== null && source.schema !== view.schema) continue;
+    const mask = view.columns.get(source.column);
+    if (mask !== undefined) masks.push(mask);
+  }
+  if (masks.length === 0) return undefined;
+  return { style: strictestStyle(masks.map((mask) => mask.style)), whole: masks.some((mask) => mask.whole) };
+}
+
+/**
+ * Which of a statement's result columns derive from masked view columns; undefined when none does. A view column's
+ * own value passed on (through a scalar subquery or UNION, which PostgreSQL does not attribute) is masked like the
+ * view column; a computed one, or one from a view column that is itself masked whole, is masked whole.
+ */
+function viewDerivedOutputs(outputs: StatementOutputs, viewColumns: MaskedViewColumns): DerivedOutputs | undefined {
+  const styles: MaskStyle[] = [];
+  const columns = outputs.columns.map((output) => {
+    let masked = false;
+    let computed = output.computed;
+    for (const source of output.sources) {
+      const mask = maskedViewColumn(source, viewColumns);
+      if (mask === undefined) continue;
+      masked = true;
+      computed ||= mask.whole;
+      styles.push(mask.style);
+    }
+    return { masked, star: output.star, computed };
+  });
+  return styles.length === 0 ? undefined : { columns, style: strictestStyle(styles) };
+}
+
+/**
+ * The policy's derived outputs of a message (from masked table columns, policy.ts) extended by what its statements
+ * derive from masked view columns, which only the catalog knows. One statement returning rows: column by column.
+ * Several: their results cannot be told apart here, so every unattributed column is masked whole (as policy.ts does
+ * for several statements with derived outputs).
+ */
+export function derivedThroughViews(
+  derived: DerivedOutputs | undefined,
+  statements: ReadonlyArray<StatementOutputs | null> | undefined,
+  viewColumns: MaskedViewColumns,
+): DerivedOutputs | undefined {
+  if (statements === undefined || viewColumns.size === 0) return derived;
+  const returningRows = statements.filter((outputs): outputs is StatementOutputs => outputs !== null);
+  const throughViews = returningRows
+    .map((outputs) => viewDerivedOutputs(outputs, viewColumns))
+    .filter((found): found is DerivedOutputs => found !== undefined);
+  if (throughViews.length === 0) return derived;
+  const style = strictestStyle([...throughViews.map((found) => found.style), ...(derived ? [derived.style] : [])]);
+  if (returningRows.length > 1) return { columns: [{ masked: true, star: true, computed: true }], style };
+  const [found] = throughViews as [DerivedOutputs];
+  // The policy's derived outputs, when there are any, describe the same statement: the only one returning rows.
+  return {
+    columns: found.columns.map((column, index) => {
+      const policy = derived?.columns[index];
+      const computed = (column.masked && column.computed) || (policy?.masked === true && policy.computed);
+      return { masked: column.masked || policy?.masked === true, star: column.star, computed };
+    }),
+    style,
+  };
+}
+
+/**
+ * Whether a statement declares a cursor whose result columns carry masked view columns' values without PostgreSQL
+ * attributing them to the view (computed, or through a set operation or subquery): FETCH shows nothing of the
+ * cursor's query, so they could not be told apart from clean values (policy.ts denies the same for masked table
+ * columns, `builtin:masked-cursor`).
+ */
+export function cursorOverMaskedViewColumns(
+  statements: ReadonlyArray<StatementOutputs | null> | undefined,
+  viewColumns: MaskedViewColumns,
+): boolean {
+  if (statements === undefined || viewColumns.size === 0) return false;
+  return statements.some((outputs) => outputs?.viaCursor === true && outputs.columns.some((output) =>
+    !output.attributed && output.sources.some((source) => maskedViewColumn(source, viewColumns) !== undefined)));
 }

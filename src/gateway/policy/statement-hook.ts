@@ -9,6 +9,7 @@ import type { AuditWriter } from '../audit/audit-writer.js';
 import type { Identity } from '../identity/credentials.js';
 import type { ErrorFields } from '../wire/backend-messages.js';
 import { SqlState } from '../wire/protocol.js';
+import type { StatementOutputs } from './classify.js';
 import type { DecisionCache } from './decision-cache.js';
 import type { DerivedOutputs, Policy } from './policy.js';
 
@@ -58,6 +59,11 @@ export interface StatementDecision {
   changesSchema: boolean;
   /** For mask decisions: result columns computed from masked columns (policy.ts DerivedOutputs). */
   derivedOutputs?: DerivedOutputs;
+  /**
+   * For mask decisions: the lineage of each statement's result columns (null for statements returning none), for
+   * what only the target's catalog knows — columns computed from masked view columns (masking/view-lineage.ts).
+   */
+  outputs?: ReadonlyArray<StatementOutputs | null>;
 }
 
 export interface CompletedStatement {
@@ -171,5 +177,13 @@ function decideWithPolicy(policy: Policy, cache: DecisionCache, connection: Conn
     return refusal(decision.ruleId, 'dbgate: COPY is not available to you on this target because its data is masked',
       'use SELECT: masked columns are masked in query results');
   }
-  return { ...common, action: decision.action, ...(decision.derivedOutputs ? { derivedOutputs: decision.derivedOutputs } : {}) };
+  if (decision.action === 'mask') {
+    return {
+      ...common,
+      action: decision.action,
+      ...(decision.derivedOutputs ? { derivedOutputs: decision.derivedOutputs } : {}),
+      outputs: classification.statements.map((statement) => statement.outputs),
+    };
+  }
+  return { ...common, action: decision.action };
 }

@@ -52,6 +52,7 @@ import { NO_MASKED_COLUMNS, type MaskedColumnCatalog, type MaskedColumnKeys } fr
 import type { Masker, MaskStyle } from '../masking/mask.js';
 import { MaskingFailure, ResultMasker } from '../masking/result-masker.js';
 import { parseRowDescription } from '../masking/row-messages.js';
+import { cursorOverMaskedViewColumns, derivedThroughViews } from '../masking/view-lineage.js';
 import { sessionEffectOf } from '../policy/classify.js';
 import { sessionEscape } from '../policy/policy.js';
 import { TUNNEL_ID_PARAMETER } from '../../shared/tunnel-id.js';
@@ -635,7 +636,16 @@ export class ClientSession {
   }
 
   private decide(context: ConnectionContext, step: ProtocolStep, text: string): StatementDecision {
-    return this.deps.hook.decideStatement(context, { step, text });
+    const decision = this.deps.hook.decideStatement(context, { step, text });
+    if (decision.action === 'mask' && cursorOverMaskedViewColumns(decision.outputs, this.maskedKeys.viewColumns)) {
+      // What the policy denies for masked table columns (builtin:masked-cursor), for the view columns only the
+      // catalog knows are masked: FETCH would return the computed values with nothing to tell them apart.
+      return refusal('builtin:masked-cursor',
+        'dbgate: a cursor over values computed from columns masked for you (or passed through a set operation or ' +
+          'subquery) is not allowed, because the rows FETCH returns could not be masked',
+        'run the SELECT itself (its computed columns are masked), or select the masked columns as they are');
+    }
+    return decision;
   }
 
   private entry(kind: InFlight['kind'], step: ProtocolStep, text: string, now: number, decision: StatementDecision): InFlight {
@@ -770,7 +780,8 @@ export class ClientSession {
 
   /** A RowDescription of a masked statement: plan which columns to mask, scan or pass. */
   private startMaskedResult(body: Buffer, decision: StatementDecision): void {
-    const masker = new ResultMasker(parseRowDescription(body), this.maskedKeys, this.deps.maskers, decision.derivedOutputs);
+    const derived = derivedThroughViews(decision.derivedOutputs, decision.outputs, this.maskedKeys.viewColumns);
+    const masker = new ResultMasker(parseRowDescription(body), this.maskedKeys, this.deps.maskers, derived);
     if (masker.staleCatalog && this.target) {
       // A relation newer than the catalog snapshot (its columns are masked whole in this result): read it again
       // before the next statement.
@@ -800,7 +811,8 @@ export class ClientSession {
       // Rows without a RowDescription (Execute without Describe): columns computed from masked ones by the
       // statement's lineage are masked whole, every other value is scanned as text. Binary results of masked
       // statements were refused at Bind.
-      masker = ResultMasker.scanAll(body, this.deps.maskers, head.decision.derivedOutputs);
+      const derived = derivedThroughViews(head.decision.derivedOutputs, head.decision.outputs, this.maskedKeys.viewColumns);
+      masker = ResultMasker.scanAll(body, this.deps.maskers, derived);
       this.currentMasker = masker;
     }
     if (!masker.needed) return 'forward';
