@@ -61,6 +61,8 @@ describe('masking catalog (real PostgreSQL)', () => {
     await admin.query('create view remarks as select id, upper(notes) as shouted, notes, name from patients');
     await admin.query(`create function opaque_lookup(int) returns text language sql stable as 'select notes from ${SCHEMA}.patients where id = $1'`);
     await admin.query('create view looked_up as select id, opaque_lookup(id) as looked from patients');
+    // PostgreSQL allows a view without columns; the catalog must read past it.
+    await admin.query('create view no_columns as select from patients');
     const stack = sharedStack();
     target = {
       name: 'catalog-test',

@@ -17,7 +17,7 @@
  */
 import pg from 'pg';
 import type { TargetConfig } from '../config/load.js';
-import { loadStatementParser } from '../policy/classify.js';
+import { classifyStatements, loadStatementParser, type Classification } from '../policy/classify.js';
 import { strictestStyle, type MaskStyle } from './mask.js';
 import { maskedViewColumnsByName, maskViewColumns, relationName, type MaskedViewColumns, type ViewDefinition } from './view-lineage.js';
 
@@ -86,6 +86,11 @@ export interface MaskedColumnCatalogOptions {
 
 export class MaskedColumnCatalog {
   private readonly cache = new Map<string, CacheEntry>();
+  /**
+   * Per target, classifications of view definitions from its previous read, by text: definitions rarely change, and
+   * parsing every view of a large schema at every read would hold up the event loop each time.
+   */
+  private readonly definitions = new Map<string, Map<string, Classification>>();
   private readonly maxAgeMs: number;
   private readonly now: () => number;
 
@@ -162,7 +167,7 @@ export class MaskedColumnCatalog {
     try {
       for (let attempt = 1; ; attempt += 1) {
         try {
-          return await this.read(client, names, triples);
+          return await this.read(target.name, client, names, triples);
         } catch (error) {
           // pg_get_viewdef fails on a view dropped after the transaction's snapshot ("could not open relation"): the
           // next transaction's snapshot no longer lists it. Errors without a SQLSTATE (a lost connection) are final.
@@ -176,7 +181,12 @@ export class MaskedColumnCatalog {
   }
 
   /** One consistent read of the masked columns, relations and views, resolved to MaskedColumnKeys. */
-  private async read(client: pg.Client, names: readonly string[], triples: ReadonlyArray<readonly string[]>): Promise<MaskedColumnKeys> {
+  private async read(
+    targetName: string,
+    client: pg.Client,
+    names: readonly string[],
+    triples: ReadonlyArray<readonly string[]>,
+  ): Promise<MaskedColumnKeys> {
     // One snapshot for every query below, so relations, columns and views agree with each other.
     await client.query('begin isolation level repeatable read read only');
     const { rows } = await client.query<{ oid: string; attnum: number; attname: string; position: string }>(
@@ -211,11 +221,17 @@ export class MaskedColumnCatalog {
 
     // pg_get_viewdef prints a name unqualified when this connection's search_path finds it: resolve them the same way.
     const searchPath = await client.query<{ schemas: string[] }>('select current_schemas(true)::text[] as schemas');
-    const views = await client.query<{ oid: string; schema: string; name: string; definition: string | null; names: string[]; attnums: number[] }>(
+    type ViewRow = { oid: string; schema: string; name: string; definition: string | null; names: string[]; attnums: number[] };
+    const views = await client.query<ViewRow>(
       `select c.oid::int8 as oid, n.nspname as schema, c.relname as name, pg_get_viewdef(c.oid) as definition,
-              array(select a.attname::text from pg_attribute a where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped order by a.attnum) as names,
-              array(select a.attnum::int from pg_attribute a where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped order by a.attnum) as attnums
-         from pg_class c join pg_namespace n on n.oid = c.relnamespace
+              a.names, a.attnums
+         from pg_class c
+         join pg_namespace n on n.oid = c.relnamespace
+         cross join lateral (
+           -- coalesce: a view may have no columns at all (CREATE VIEW v AS SELECT).
+           select coalesce(array_agg(attname::text order by attnum), '{}') as names,
+                  coalesce(array_agg(attnum::int order by attnum), '{}') as attnums
+             from pg_attribute where attrelid = c.oid and attnum > 0 and not attisdropped) a
         where c.relkind in ('v', 'm') and n.nspname not in ('pg_catalog', 'information_schema')`);
     await client.query('commit');
 
@@ -227,13 +243,22 @@ export class MaskedColumnCatalog {
       columns: row.names.map((name, index) => ({ name, attnum: row.attnums[index]! })),
       definition: row.definition,
     }));
+    const previous = this.definitions.get(targetName) ?? new Map<string, Classification>();
+    const definitions = new Map<string, Classification>();
     const viewMasks = maskViewColumns({
       views: viewDefinitions,
       maskedColumns,
       relations: relationOids,
       searchPath: searchPath.rows[0]?.schemas ?? [],
       failClosedStyle,
+      classify: (sql) => {
+        const classification = previous.get(sql) ?? definitions.get(sql) ?? classifyStatements(sql);
+        definitions.set(sql, classification);
+        return classification;
+      },
     });
+    // Only what this read saw is kept: dropped views' definitions go.
+    this.definitions.set(targetName, definitions);
     const derived = new Map<string, MaskStyle>();
     for (const [oid, columns] of viewMasks) {
       for (const [attnum, mask] of columns) {

@@ -17,7 +17,7 @@
  * A statement that computes from a view column (`SELECT reverse(email) FROM v`) gets values PostgreSQL attributes to
  * no table; `derivedThroughViews` marks them from the statement's lineage, like policy.ts does for table columns.
  */
-import { classifyStatements, type OutputColumn, type StatementOutputs, type TableColumn } from '../policy/classify.js';
+import { classifyStatements, type Classification, type OutputColumn, type StatementOutputs, type TableColumn } from '../policy/classify.js';
 import type { DerivedOutputs } from '../policy/policy.js';
 import { strictestStyle, type MaskStyle } from './mask.js';
 
@@ -51,6 +51,8 @@ export interface ViewLineageInput {
   searchPath: readonly string[];
   /** The style of what cannot be analysed: the strictest style of the policy. */
   failClosedStyle: MaskStyle;
+  /** Classifies a definition; default `classifyStatements`. The catalog passes one that remembers earlier reads. */
+  classify?: (sql: string) => Classification;
 }
 
 /** The masked columns of views, by view OID and attribute number. Attribute 0 (the whole row) included. */
@@ -110,7 +112,7 @@ export function maskViewColumns(input: ViewLineageInput): ViewColumnMasks {
 
   const resolveView = (view: ViewDefinition): Map<string, ColumnMask> => {
     const columns = new Map<string, ColumnMask>();
-    const lineage = definitionLineage(view);
+    const lineage = definitionLineage(view, input.classify ?? classifyStatements);
     const named = input.maskedColumns.get(view.oid);
     view.columns.forEach((column, index) => {
       const derived = lineage === undefined
@@ -162,9 +164,9 @@ function columnMask(output: OutputColumn, sourceMask: (source: TableColumn) => C
  * The lineage of each column of a view, in definition order; undefined when the definition cannot be analysed
  * (the caller then masks every column whole).
  */
-function definitionLineage(view: ViewDefinition): OutputColumn[] | undefined {
+function definitionLineage(view: ViewDefinition, classify: (sql: string) => Classification): OutputColumn[] | undefined {
   if (view.definition === null) return undefined;
-  const classification = classifyStatements(view.definition);
+  const classification = classify(view.definition);
   if (classification.parseError !== null || classification.statements.length !== 1) return undefined;
   const statement = classification.statements[0]!;
   // A function dbgate cannot see into (user-defined, an extension's) may read masked tables whatever its arguments
