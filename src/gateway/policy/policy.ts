@@ -69,6 +69,7 @@ import type {
   TableRef,
   UnanalyzableReason,
 } from './classify.js';
+import { strictestStyle } from '../masking/mask.js';
 import { assessFunction, BUILTIN_SCHEMA } from './functions.js';
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -309,11 +310,17 @@ function combineDerived(all: ReadonlyArray<DerivedOutputs | null>): DerivedOutpu
   return { columns: [{ masked: true, star: true, computed: true }], style: strictestStyle(present.map((derived) => derived.style)) };
 }
 
-const STYLE_STRICTNESS: Readonly<Record<MaskStyle, number>> = { partial: 0, hash: 1, redact: 2, null: 3 };
 
-function strictestStyle(styles: readonly MaskStyle[]): MaskStyle {
-  return styles.reduce((a, b) => (STYLE_STRICTNESS[b] > STYLE_STRICTNESS[a] ? b : a), 'partial' as MaskStyle);
-}
+/**
+ * The refusal of a cursor whose rows FETCH could not mask (here for masked table columns; the proxy for masked view
+ * columns, which only the target's catalog knows).
+ */
+export const MASKED_CURSOR = {
+  ruleId: 'builtin:masked-cursor',
+  message: 'dbgate: a cursor over values computed from columns masked for you (or passed through a set operation or ' +
+    'subquery) is not allowed, because the rows FETCH returns could not be masked',
+  hint: 'run the SELECT itself (its computed columns are masked), or select the masked columns as they are',
+} as const;
 
 /** The statement's result columns computed from columns that `maskRules` mask; null when none is. */
 function derivedOutputs(statement: StatementInfo, maskRules: readonly PolicyRule[], searchPath: readonly string[]):
@@ -396,14 +403,7 @@ class EvaluationContext {
     const unattributedMasked = derived?.columns.some((column, index) => column.masked && !statement.outputs!.columns[index]!.attributed);
     if (unattributedMasked === true && statement.outputs?.viaCursor === true) {
       // FETCH shows nothing of the cursor's query: what it returns could not be told apart from clean values.
-      verdicts.push({
-        action: 'deny',
-        ruleId: 'builtin:masked-cursor',
-        message: 'dbgate: a cursor over values computed from columns masked for you (or passed through a set ' +
-          'operation or subquery) is not allowed, because the rows FETCH returns could not be masked',
-        hint: 'run the SELECT itself (its computed columns are masked), or select the masked columns as they are',
-        priority: 0,
-      });
+      verdicts.push({ action: 'deny', ...MASKED_CURSOR, priority: 0 });
     }
 
     const access = this.accessVerdict(statement, strongest);

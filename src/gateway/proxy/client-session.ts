@@ -54,7 +54,7 @@ import { MaskingFailure, ResultMasker } from '../masking/result-masker.js';
 import { parseRowDescription } from '../masking/row-messages.js';
 import { cursorOverMaskedViewColumns, derivedThroughViews } from '../masking/view-lineage.js';
 import { sessionEffectOf } from '../policy/classify.js';
-import { sessionEscape } from '../policy/policy.js';
+import { MASKED_CURSOR, sessionEscape } from '../policy/policy.js';
 import { TUNNEL_ID_PARAMETER } from '../../shared/tunnel-id.js';
 
 /** What a session needs from the gateway around it. */
@@ -640,10 +640,7 @@ export class ClientSession {
     if (decision.action === 'mask' && cursorOverMaskedViewColumns(decision.outputs, this.maskedKeys.viewColumns)) {
       // What the policy denies for masked table columns (builtin:masked-cursor), for the view columns only the
       // catalog knows are masked: FETCH would return the computed values with nothing to tell them apart.
-      return refusal('builtin:masked-cursor',
-        'dbgate: a cursor over values computed from columns masked for you (or passed through a set operation or ' +
-          'subquery) is not allowed, because the rows FETCH returns could not be masked',
-        'run the SELECT itself (its computed columns are masked), or select the masked columns as they are');
+      return refusal(MASKED_CURSOR.ruleId, MASKED_CURSOR.message, MASKED_CURSOR.hint);
     }
     return decision;
   }
