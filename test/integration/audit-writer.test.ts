@@ -2,13 +2,11 @@
  * The audit writer against a real state store: large backlogs are written completely and in order, and a store
  * outage turns the gateway unhealthy (statements refused) until the backlog is written after it recovers.
  */
-import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuditWriter, type AuditRecord } from '../../src/gateway/audit/audit-writer.js';
 import { StateStore } from '../../src/gateway/store/state-store.js';
-import { Secret } from '../../src/shared/secret.js';
 import type pg from 'pg';
-import { directClient, eventually, sharedStack } from '../support/stack.js';
+import { eventually, scratchStateStore } from '../support/stack.js';
 
 function statementRecord(sequence: number, subject: string): AuditRecord {
   return {
@@ -24,25 +22,17 @@ function statementRecord(sequence: number, subject: string): AuditRecord {
 }
 
 describe('audit writer', () => {
-  const database = `audit_writer_${randomBytes(4).toString('hex')}`;
+  let scratch: Awaited<ReturnType<typeof scratchStateStore>> | undefined;
   let admin: pg.Client;
   let store: StateStore;
 
   beforeAll(async () => {
-    admin = await directClient('postgres');
-    await admin.query(`create database ${database}`);
-    const url = new URL(sharedStack().cluster.adminUrl);
-    const password = new Secret(decodeURIComponent(url.password));
-    url.password = '';
-    url.pathname = `/${database}`;
-    store = new StateStore({ url: url.toString(), password });
-    await store.migrate();
+    scratch = await scratchStateStore('audit_writer');
+    ({ store, admin } = scratch);
   });
 
   afterAll(async () => {
-    await store?.close();
-    await admin?.query(`drop database if exists ${database} with (force)`);
-    await admin?.end();
+    await scratch?.drop();
   });
 
   it('writes a backlog of 10,000 records completely, in the order they were appended', async () => {

@@ -3,15 +3,14 @@
  * (startup parameter dbgate.tunnel), the gateway records that id with every statement and never passes it on, and
  * GET /v1/me/activity?tunnel=<id> counts the caller's own statements through that tunnel by decision.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuditWriter, type AuditRecord } from '../../src/gateway/audit/audit-writer.js';
 import { StateStore, TUNNEL_ACTIVITY_SQL } from '../../src/gateway/store/state-store.js';
 import type { ApiErrorBody, TunnelActivityResponse } from '../../src/shared/api.js';
-import { Secret } from '../../src/shared/secret.js';
 import { RawClient } from '../support/raw-client.js';
-import { directClient, eventually, mintCredential, openTunnel, sharedStack, type OpenTunnel } from '../support/stack.js';
+import { directClient, eventually, mintCredential, openTunnel, scratchStateStore, sharedStack, type OpenTunnel } from '../support/stack.js';
 
 type Counts = Pick<TunnelActivityResponse, 'allowed' | 'masked' | 'denied' | 'held' | 'failed'>;
 const NONE: Counts = { allowed: 0, masked: 0, denied: 0, held: 0, failed: 0 };
@@ -22,25 +21,17 @@ function countsOf(response: TunnelActivityResponse | Counts): Counts {
 }
 
 describe('tunnel activity in the state store', () => {
-  const database = `tunnel_activity_${randomBytes(4).toString('hex')}`;
+  let scratch: Awaited<ReturnType<typeof scratchStateStore>> | undefined;
   let admin: pg.Client;
   let store: StateStore;
 
   beforeAll(async () => {
-    admin = await directClient('postgres');
-    await admin.query(`create database ${database}`);
-    const url = new URL(sharedStack().cluster.adminUrl);
-    const password = new Secret(decodeURIComponent(url.password));
-    url.password = '';
-    url.pathname = `/${database}`;
-    store = new StateStore({ url: url.toString(), password });
-    await store.migrate();
+    scratch = await scratchStateStore('tunnel_activity');
+    ({ store, admin } = scratch);
   });
 
   afterAll(async () => {
-    await store?.close();
-    await admin?.query(`drop database if exists ${database} with (force)`);
-    await admin?.end();
+    await scratch?.drop();
   });
 
   it('counts what ran, masked only where values were masked, refusals by decision, and database errors as failed', async () => {

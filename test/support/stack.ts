@@ -2,12 +2,15 @@
  * Helpers for tests that use the shared dev gateway: mint credentials with the real command, open tunnels
  * in-process, and look at the target database directly (pg_stat_activity, row counts) as an operator would.
  */
+import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { inject } from 'vitest';
 import { main as gatewayMain } from '../../src/gateway/cli.js';
 import { discoverGateway } from '../../src/cli/gateway-discovery.js';
 import { LocalTunnel, type TunnelEvent } from '../../src/cli/tunnel/local-tunnel.js';
 import { captureContext } from './capture-context.js';
+import { StateStore } from '../../src/gateway/store/state-store.js';
+import { Secret } from '../../src/shared/secret.js';
 
 export { captureContext };
 
@@ -96,6 +99,31 @@ export async function directClient(database = 'prod_orders'): Promise<pg.Client>
   const client = new pg.Client({ connectionString: url.toString() });
   await client.connect();
   return client;
+}
+
+/**
+ * A state store of its own, in a fresh database of the shared cluster, migrated; `drop` removes it. For tests that
+ * count or read audit records and must not see the shared gateway's.
+ */
+export async function scratchStateStore(prefix: string): Promise<{ store: StateStore; admin: pg.Client; drop(): Promise<void> }> {
+  const database = `${prefix}_${randomBytes(4).toString('hex')}`;
+  const admin = await directClient('postgres');
+  await admin.query(`create database ${database}`);
+  const url = new URL(sharedStack().cluster.adminUrl);
+  const password = new Secret(decodeURIComponent(url.password));
+  url.password = '';
+  url.pathname = `/${database}`;
+  const store = new StateStore({ url: url.toString(), password });
+  await store.migrate();
+  return {
+    store,
+    admin,
+    async drop() {
+      await store.close();
+      await admin.query(`drop database if exists ${database} with (force)`);
+      await admin.end();
+    },
+  };
 }
 
 /** Backends of the gateway's service role that are still doing something (what a leak would look like). */
