@@ -83,7 +83,10 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
     cancelKeys: new CancelKeyRegistry(),
     secureContext,
     log,
-    maskCatalog: new MaskedColumnCatalog(maskedColumns),
+    // Rules that name tables must see through views (policy/views.ts), masked columns or not.
+    maskCatalog: new MaskedColumnCatalog(maskedColumns, {
+      policyReadsViews: (config.policy?.rules ?? []).some((rule) => rule.match.tables !== undefined),
+    }),
     maskers: {
       partial: createMasker('partial', hashKey),
       redact: createMasker('redact', hashKey),

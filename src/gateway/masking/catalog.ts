@@ -19,7 +19,10 @@ import pg from 'pg';
 import type { TargetConfig } from '../config/load.js';
 import { classifyStatements, loadStatementParser, type Classification } from '../policy/classify.js';
 import { strictestStyle, type MaskStyle } from './mask.js';
-import { maskedViewColumnsByName, maskViewColumns, relationName, type MaskedViewColumns, type ViewDefinition } from './view-lineage.js';
+import { NO_VIEWS, type PolicyViews } from '../policy/views.js';
+import {
+  maskedViewColumnsByName, maskViewColumns, policyViews, relationName, type MaskedViewColumns, type ViewDefinition,
+} from './view-lineage.js';
 
 /** What result masking needs to know about a target's catalog. */
 export interface MaskedColumnKeys {
@@ -48,6 +51,8 @@ export interface MaskedColumnKeys {
    * when nothing is masked on the target (nothing to protect; they are scanned).
    */
   readonly unknownRelationStyle: MaskStyle | null;
+  /** The target's views as the policy sees them: the tables and table columns behind them (policy/views.ts). */
+  readonly views: PolicyViews;
 }
 
 export const NO_MASKED_COLUMNS: MaskedColumnKeys = {
@@ -57,6 +62,7 @@ export const NO_MASKED_COLUMNS: MaskedColumnKeys = {
   viewColumns: new Map(),
   relations: new Set(),
   unknownRelationStyle: null,
+  views: NO_VIEWS,
 };
 
 export function columnKey(tableOid: number, attnum: number): string {
@@ -78,6 +84,11 @@ interface CacheEntry {
 }
 
 export interface MaskedColumnCatalogOptions {
+  /**
+   * Read the target's views even when no column is masked: the policy has rules that name tables, which must see
+   * through views (policy/views.ts). Default false: with neither, there is nothing to read.
+   */
+  policyReadsViews?: boolean;
   /** See CATALOG_MAX_AGE_MS. */
   maxAgeMs?: number;
   /** The clock (tests). */
@@ -93,6 +104,7 @@ export class MaskedColumnCatalog {
   private readonly definitions = new Map<string, Map<string, Classification>>();
   private readonly maxAgeMs: number;
   private readonly now: () => number;
+  private readonly policyReadsViews: boolean;
 
   constructor(
     /**
@@ -102,6 +114,7 @@ export class MaskedColumnCatalog {
     private readonly columns: ReadonlyMap<string, MaskStyle>,
     options: MaskedColumnCatalogOptions = {},
   ) {
+    this.policyReadsViews = options.policyReadsViews ?? false;
     this.maxAgeMs = options.maxAgeMs ?? CATALOG_MAX_AGE_MS;
     this.now = options.now ?? Date.now;
   }
@@ -145,7 +158,7 @@ export class MaskedColumnCatalog {
   }
 
   private async lookup(target: TargetConfig): Promise<MaskedColumnKeys> {
-    if (this.columns.size === 0) return NO_MASKED_COLUMNS;
+    if (this.columns.size === 0 && !this.policyReadsViews) return NO_MASKED_COLUMNS;
     // View definitions are read with the statement grammar (loaded before the gateway serves; a no-op then).
     await loadStatementParser();
     const names = [...this.columns.keys()];
@@ -245,20 +258,24 @@ export class MaskedColumnCatalog {
     }));
     const previous = this.definitions.get(targetName) ?? new Map<string, Classification>();
     const definitions = new Map<string, Classification>();
-    const viewMasks = maskViewColumns({
+    const lineageInput = {
       views: viewDefinitions,
-      maskedColumns,
       relations: relationOids,
       searchPath: searchPath.rows[0]?.schemas ?? [],
-      failClosedStyle,
-      classify: (sql) => {
+      classify: (sql: string): Classification => {
         const classification = previous.get(sql) ?? definitions.get(sql) ?? classifyStatements(sql);
         definitions.set(sql, classification);
         return classification;
       },
-    });
+    };
+    const forPolicy = policyViews(lineageInput);
     // Only what this read saw is kept: dropped views' definitions go.
     this.definitions.set(targetName, definitions);
+    if (this.columns.size === 0) {
+      // Nothing is masked on this target: only the policy's view of the views matters.
+      return { ...NO_MASKED_COLUMNS, views: forPolicy };
+    }
+    const viewMasks = maskViewColumns({ ...lineageInput, maskedColumns, failClosedStyle });
     const derived = new Map<string, MaskStyle>();
     for (const [oid, columns] of viewMasks) {
       for (const [attnum, mask] of columns) {
@@ -282,6 +299,7 @@ export class MaskedColumnCatalog {
       viewColumns: maskedViewColumnsByName(viewDefinitions, viewMasks),
       relations: new Set(relationOids.values()),
       unknownRelationStyle: failClosedStyle,
+      views: forPolicy,
     };
   }
 }

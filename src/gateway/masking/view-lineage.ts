@@ -17,7 +17,11 @@
  * A statement that computes from a view column (`SELECT reverse(email) FROM v`) gets values PostgreSQL attributes to
  * no table; `derivedThroughViews` marks them from the statement's lineage, like policy.ts does for table columns.
  */
-import { classifyStatements, type Classification, type OutputColumn, type StatementOutputs, type TableColumn } from '../policy/classify.js';
+import { createHash } from 'node:crypto';
+import {
+  classifyStatements, type Classification, type OutputColumn, type StatementInfo, type StatementOutputs, type TableColumn,
+} from '../policy/classify.js';
+import type { PolicyView, PolicyViews } from '../policy/views.js';
 import type { DerivedOutputs } from '../policy/policy.js';
 import { strictestStyle, type MaskStyle } from './mask.js';
 
@@ -63,6 +67,17 @@ export function relationName(schema: string, name: string): string {
   return `${schema}\u0000${name}`;
 }
 
+/** The OID of the relation a definition's reference names, resolved through the catalog connection's search_path. */
+function relationOfName(input: Pick<ViewLineageInput, 'relations' | 'searchPath'>, source: Pick<TableColumn, 'schema' | 'table'>):
+  number | undefined {
+  if (source.schema !== null) return input.relations.get(relationName(source.schema, source.table));
+  for (const schema of input.searchPath) {
+    const oid = input.relations.get(relationName(schema, source.table));
+    if (oid !== undefined) return oid;
+  }
+  return undefined;
+}
+
 /** Resolves every view's columns against the masked columns (and against the views they read). */
 export function maskViewColumns(input: ViewLineageInput): ViewColumnMasks {
   const views = new Map(input.views.map((view) => [view.oid, view]));
@@ -70,14 +85,7 @@ export function maskViewColumns(input: ViewLineageInput): ViewColumnMasks {
   const byName = new Map<number, Map<string, ColumnMask>>();
   const resolving = new Set<number>();
 
-  const relationOid = (source: TableColumn): number | undefined => {
-    if (source.schema !== null) return input.relations.get(relationName(source.schema, source.table));
-    for (const schema of input.searchPath) {
-      const oid = input.relations.get(relationName(schema, source.table));
-      if (oid !== undefined) return oid;
-    }
-    return undefined;
-  };
+  const relationOid = (source: TableColumn): number | undefined => relationOfName(input, source);
 
   /** The masked columns of a relation by name: a table's from the policy, a view's from its definition. */
   const columnsOf = (oid: number): ReadonlyMap<string, ColumnMask> => {
@@ -165,6 +173,12 @@ function columnMask(output: OutputColumn, sourceMask: (source: TableColumn) => C
  * (the caller then masks every column whole).
  */
 function definitionLineage(view: ViewDefinition, classify: (sql: string) => Classification): OutputColumn[] | undefined {
+  return analysedDefinition(view, classify)?.outputs.columns;
+}
+
+/** The view's definition, classified; undefined when it cannot be analysed (see `definitionLineage`). */
+function analysedDefinition(view: ViewDefinition, classify: (sql: string) => Classification):
+  (StatementInfo & { outputs: StatementOutputs }) | undefined {
   if (view.definition === null) return undefined;
   const classification = classify(view.definition);
   if (classification.parseError !== null || classification.statements.length !== 1) return undefined;
@@ -174,13 +188,103 @@ function definitionLineage(view: ViewDefinition, classify: (sql: string) => Clas
   if (statement.unanalyzable !== null || statement.unknownFunctions.length > 0 || statement.dangerousFunctions.length > 0) {
     return undefined;
   }
-  const columns = statement.outputs?.columns;
+  const { outputs } = statement;
+  const columns = outputs?.columns;
   // pg_get_viewdef expands `*` into the columns it stood for when the view was created: a star, or a column count
   // that does not match the view's, means the text is not what dbgate expects.
-  if (columns === undefined || columns.length !== view.columns.length || columns.some((column) => column.star)) {
+  if (outputs === null || columns === undefined || columns.length !== view.columns.length || columns.some((column) => column.star)) {
     return undefined;
   }
-  return columns;
+  return { ...statement, outputs };
+}
+
+/**
+ * Every view as the policy sees it (policy/views.ts): the tables it reads and the table columns behind each of its
+ * columns, schema-qualified, through views of views. A view whose definition cannot be analysed — or that reads one
+ * that cannot — has neither (the policy fails closed on it). Names in a definition that are no relation of the
+ * snapshot (functions in FROM, say) are not tables and are left out.
+ */
+export function policyViews(input: Pick<ViewLineageInput, 'views' | 'relations' | 'searchPath' | 'classify'>): PolicyViews {
+  const classify = input.classify ?? classifyStatements;
+  const views = new Map(input.views.map((view) => [view.oid, view]));
+  const names = new Map<number, { schema: string; name: string }>();
+  for (const [key, oid] of input.relations) {
+    const [schema, name] = key.split('\u0000') as [string, string];
+    names.set(oid, { schema, name });
+  }
+  const resolved = new Map<number, PolicyView>();
+  const resolving = new Set<number>();
+
+  const resolve = (view: ViewDefinition): PolicyView => {
+    const known = resolved.get(view.oid);
+    if (known !== undefined) return known;
+    const opaque: PolicyView = { schema: view.schema, name: view.name, tables: null, columns: null };
+    // A view that reaches itself: PostgreSQL forbids that, so the catalog changed under the read. Fail closed.
+    if (resolving.has(view.oid)) return opaque;
+    resolving.add(view.oid);
+    const result = resolveDefinition(view) ?? opaque;
+    resolving.delete(view.oid);
+    resolved.set(view.oid, result);
+    return result;
+  };
+
+  /** The tables and table columns behind one relation's reference; null when a view on the way is opaque. */
+  const behind = (reference: { schema: string | null; table: string; column: string }):
+    { tables: Array<{ schema: string; name: string }>; columns: TableColumn[] } | null => {
+    const oid = relationOfName(input, reference);
+    if (oid === undefined) return { tables: [], columns: [] };
+    const view = views.get(oid);
+    const name = names.get(oid)!;
+    if (view === undefined) {
+      return { tables: [name], columns: [{ schema: name.schema, table: name.name, column: reference.column }] };
+    }
+    const inner = resolve(view);
+    if (inner.tables === null || inner.columns === null) return null;
+    const columns = reference.column === '*' ? [...inner.columns.values()].flat() : [...(inner.columns.get(reference.column) ?? [])];
+    return { tables: [...inner.tables], columns };
+  };
+
+  const resolveDefinition = (view: ViewDefinition): PolicyView | undefined => {
+    const statement = analysedDefinition(view, classify);
+    if (statement === undefined) return undefined;
+    const tables = new Map<string, { schema: string; name: string }>();
+    for (const table of statement.tables) {
+      const found = behind({ schema: table.schema, table: table.name, column: '*' });
+      if (found === null) return undefined;
+      for (const base of found.tables) tables.set(relationName(base.schema, base.name), base);
+    }
+    const columns = new Map<string, TableColumn[]>();
+    for (const [index, column] of view.columns.entries()) {
+      const sources = new Map<string, TableColumn>();
+      for (const source of statement.outputs.columns[index]!.sources) {
+        const found = behind(source);
+        if (found === null) return undefined;
+        for (const base of found.columns) sources.set(`${relationName(base.schema!, base.table)}\u0000${base.column}`, base);
+      }
+      columns.set(column.name, [...sources.values()]);
+    }
+    return { schema: view.schema, name: view.name, tables: [...tables.values()], columns };
+  };
+
+  const byName = new Map<string, PolicyView[]>();
+  for (const view of input.views) {
+    let named = byName.get(view.name);
+    if (named === undefined) byName.set(view.name, (named = []));
+    named.push(resolve(view));
+  }
+  return { version: policyViewsVersion(byName), byName };
+}
+
+/** A digest of what the policy reads from the views: equal views, equal version (decision cache entries survive). */
+function policyViewsVersion(byName: ReadonlyMap<string, readonly PolicyView[]>): string {
+  const hash = createHash('sha256');
+  for (const name of [...byName.keys()].sort()) {
+    for (const view of byName.get(name)!) {
+      hash.update(JSON.stringify([view.schema, view.name, view.tables, view.columns === null ? null : [...view.columns]]));
+      hash.update('\u0000');
+    }
+  }
+  return hash.digest('hex').slice(0, 16);
 }
 
 /**

@@ -52,6 +52,8 @@ export interface TableRef {
   name: string;
   /** write: the statement changes it (DML target, COPY FROM, TRUNCATE, DDL target, SELECT … FOR UPDATE, LOCK). */
   access: 'read' | 'write';
+  /** Set by the policy (views.ts) on a table reached through a view: `schema.name` of that view. */
+  view?: string;
 }
 
 export type SessionEffectKind =

@@ -43,6 +43,8 @@ export interface InferenceColumn {
   table: string;
   column: string;
   clause: InferenceClause;
+  /** Set by the policy (views.ts) on a table column reached through a view: the view column as the statement named it. */
+  via?: string;
 }
 
 type Fields = Record<string, unknown>;

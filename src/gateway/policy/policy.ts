@@ -42,6 +42,10 @@
  * permission is not. A rule naming a bare `table` matches that table in every schema — binding it to the session's
  * search_path would let `SET search_path` move the rule away from the table.
  *
+ * Views: a statement is judged with the tables and table columns behind the views it names (views.ts, from the
+ * target's catalog): restrictions naming a table match statements on views over it, permissions only the names a
+ * statement uses; inference protection follows view columns to the table columns behind them.
+ *
  * 5. **Inference protection** (`inference_protection`, default on): when a mask rule matches a statement, a column it
  *    masks that the statement filters, joins, sorts, groups, deduplicates, partitions or compares by (its
  *    `inferenceColumns`, inference.ts) → deny (`builtin:inference`): masking the output does not help when the WHERE
@@ -71,6 +75,7 @@ import type {
 } from './classify.js';
 import { strictestStyle } from '../masking/mask.js';
 import { assessFunction, BUILTIN_SCHEMA } from './functions.js';
+import { NO_VIEWS, throughViews, type PolicyViews, type StatementThroughViews } from './views.js';
 
 // ---------------------------------------------------------------------------------------------------------------------
 // Model
@@ -187,6 +192,8 @@ export interface EvaluationInput {
   classification: Classification;
   /** What RESET ALL / DISCARD ALL / RESET search_path return to. Default: PostgreSQL's `"$user", public`. */
   defaultSearchPath?: readonly string[];
+  /** The target's views, from its catalog (views.ts): rules and inference protection see through them. */
+  views?: PolicyViews;
 }
 
 export interface Decision {
@@ -394,8 +401,9 @@ class EvaluationContext {
     this.rules = policy.rules.filter((rule) => this.appliesToIdentity(rule));
   }
 
-  judge(statement: StatementInfo, searchPath: readonly string[]):
+  judge(named: StatementInfo, searchPath: readonly string[]):
     { verdict: Verdict; maskColumns: string[]; derived: DerivedOutputs | null } {
+    const statement = throughViews(named, this.input.views ?? NO_VIEWS, resolvableSchemas(searchPath));
     const matched = this.rules.filter((rule) => statementMatches(rule, statement, searchPath));
     const strongest = strongestRule(matched);
     const verdicts: Verdict[] = [...this.builtinVerdicts(statement, matched, searchPath)];
@@ -443,7 +451,7 @@ class EvaluationContext {
 
   // --- built-in checks --------------------------------------------------------------------------------------------
 
-  private *builtinVerdicts(statement: StatementInfo, matched: readonly PolicyRule[], searchPath: readonly string[]):
+  private *builtinVerdicts(statement: StatementThroughViews, matched: readonly PolicyRule[], searchPath: readonly string[]):
     Generator<Verdict> {
     for (const effect of statement.sessionEffects) {
       const escape = sessionEscape(effect);
@@ -529,9 +537,9 @@ class EvaluationContext {
    * Inference protection: the first use of a masked column in a clause that reveals its values (WHERE, JOIN, ORDER BY,
    * GROUP BY, DISTINCT, HAVING, window, set operations), for the mask rules that match this statement.
    */
-  private inferenceVerdict(statement: StatementInfo, matched: readonly PolicyRule[], searchPath: readonly string[]):
+  private inferenceVerdict(statement: StatementThroughViews, matched: readonly PolicyRule[], searchPath: readonly string[]):
     Verdict | undefined {
-    if (!this.policy.inferenceProtection || statement.inferenceColumns.length === 0) return undefined;
+    if (!this.policy.inferenceProtection) return undefined;
     const maskRules = matched.filter((rule) => rule.action === 'mask');
     if (maskRules.length === 0) return undefined;
     for (const used of statement.inferenceColumns) {
@@ -540,7 +548,7 @@ class EvaluationContext {
         const masked = maskedColumnUsed(rule, used, searchPath);
         if (masked === undefined) continue;
         const table = used.schema === null ? used.table : `${used.schema}.${used.table}`;
-        const column = `${table}.${masked}`;
+        const column = used.via === undefined ? `${table}.${masked}` : `${used.via} (${table}.${masked} behind the view)`;
         return {
           action: 'deny',
           ruleId: 'builtin:inference',
@@ -548,6 +556,23 @@ class EvaluationContext {
             `for you (rule ${rule.id})${used.column === '*' ? `; the statement uses ${table} as a whole there` : ''}`,
           hint: 'select the masked column without conditions on it, or ask for unmasked access (the policy owner can ' +
             `permit this with allow_inference: [${used.clause}] on rule ${rule.id})`,
+          priority: 0,
+        };
+      }
+    }
+    // Fail closed: behind a view dbgate cannot analyse, any column may carry masked values.
+    for (const view of statement.opaqueViews) {
+      for (const used of view.inferenceColumns) {
+        const rule = maskRules.find((candidate) => !candidate.allowInference.has(used.clause));
+        if (rule === undefined) continue;
+        const column = `${used.schema === null ? used.table : `${used.schema}.${used.table}`}.${used.column}`;
+        return {
+          action: 'deny',
+          ruleId: 'builtin:inference',
+          message: `dbgate: ${INFERENCE_WORDING[used.clause](column)} is not allowed: dbgate cannot analyse the ` +
+            `definition of view ${view.view}, so it cannot tell whether that column carries values masked for you ` +
+            `(rule ${rule.id})`,
+          hint: 'select the column without conditions on it, or query the tables behind the view directly',
           priority: 0,
         };
       }
@@ -697,7 +722,7 @@ function isPermission(rule: PolicyRule): boolean {
   return rule.action === 'allow';
 }
 
-function statementMatches(rule: PolicyRule, statement: StatementInfo, searchPath: readonly string[]): boolean {
+function statementMatches(rule: PolicyRule, statement: StatementThroughViews, searchPath: readonly string[]): boolean {
   const m = rule.match;
   if (m.kinds && !statement.kinds.some((kind) => m.kinds!.has(kind))) return false;
   if (m.ddlObjects && (statement.ddlObject === undefined || !m.ddlObjects.has(statement.ddlObject))) return false;
@@ -707,10 +732,14 @@ function statementMatches(rule: PolicyRule, statement: StatementInfo, searchPath
   if (m.writes !== undefined && statement.writes !== m.writes) return false;
   if (m.tables) {
     // "writes: true" with tables: one of those tables is written.
-    const candidates = m.writes === true ? statement.tables.filter((table) => table.access === 'write') : statement.tables;
+    const written = (access: TableRef['access']): boolean => m.writes !== true || access === 'write';
     const strict = isPermission(rule);
+    // A permission names the relation the statement names; a restriction also what stands behind a view.
+    const candidates = statement.tables.filter((table) => written(table.access) && !(strict && table.view !== undefined));
     const hit = candidates.some((table) => m.tables!.some((spec) => nameMatches(spec, tableSpec(table), searchPath, strict)));
-    if (!hit) return false;
+    // Fail closed: a view dbgate cannot analyse may read any table a restriction names.
+    const opaque = !strict && statement.opaqueViews.some((view) => written(view.access));
+    if (!hit && !opaque) return false;
   }
   if (m.functions) {
     const strict = isPermission(rule);
@@ -883,7 +912,7 @@ function isUtf8(value: string): boolean {
 
 /** "DELETE on public.orders", "DROP TABLE on payments", "SELECT", "DO block". */
 export function describeStatement(statement: StatementInfo): string {
-  const written = statement.tables.filter((table) => table.access === 'write').map(tableLabel);
+  const written = statement.tables.filter((table) => table.access === 'write' && table.view === undefined).map(tableLabel);
   const on = written.length > 0 ? ` on ${written.join(', ')}` : '';
   if (statement.ddlAction !== undefined && statement.ddlObject !== undefined) {
     return `${statement.ddlAction.toUpperCase()} ${statement.ddlObject.replace(/_/g, ' ').toUpperCase()}${on}`;

@@ -424,7 +424,7 @@ export class ClientSession {
       session: { searchPath: startupSearchPath(this.startupParameters.get('search_path')), decisions: new Map() },
     };
     try {
-      this.maskedKeys = await this.deps.maskCatalog.resolve(target);
+      this.useCatalog(await this.deps.maskCatalog.resolve(target));
     } catch (error) {
       // Without the positions of masked columns, masked data could pass as clean: fail closed.
       log.log('warn', 'masking.catalog_failed', { connection: this.connectionId, target: target.name, reason: (error as Error).message });
@@ -522,7 +522,7 @@ export class ClientSession {
     const target = this.target!;
     const keys = this.deps.maskCatalog.current(target.name);
     if (keys !== undefined) {
-      this.maskedKeys = keys;
+      this.useCatalog(keys);
       return true;
     }
     // A flag of its own, not `busy`: the search_path confirmation holds messages too, and each wait must end only
@@ -530,7 +530,7 @@ export class ClientSession {
     this.awaitingCatalog = true;
     this.deps.maskCatalog.resolve(target).then(
       (fresh) => {
-        this.maskedKeys = fresh;
+        this.useCatalog(fresh);
         this.awaitingCatalog = false;
         this.pump(true);
       },
@@ -542,6 +542,18 @@ export class ClientSession {
       },
     );
     return false;
+  }
+
+  /** Masks results and judges statements on this catalog read from now on. */
+  private useCatalog(keys: MaskedColumnKeys): void {
+    if (keys === this.maskedKeys) return;
+    this.maskedKeys = keys;
+    const session = this.context!.session;
+    if (session.views?.version !== keys.views.version) {
+      // Decisions taken with other views are not this connection's decisions any more (policy/views.ts).
+      session.views = keys.views;
+      session.decisions.clear();
+    }
   }
 
   private handleProxyMessage(message: PgMessage, toUpstream: Buffer[]): void {
