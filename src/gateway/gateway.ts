@@ -83,9 +83,14 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
     cancelKeys: new CancelKeyRegistry(),
     secureContext,
     log,
-    // Rules that name tables must see through views (policy/views.ts), masked columns or not.
+    // Rules that name tables must see through views (policy/target-catalog.ts), masked columns or not.
     maskCatalog: new MaskedColumnCatalog(maskedColumns, {
       policyReadsViews: (config.policy?.rules ?? []).some((rule) => rule.match.tables !== undefined),
+      locations: {
+        load: (target) => store.maskedColumnLocations(target),
+        save: (target, locations) => store.saveMaskedColumnLocations(target, locations),
+      },
+      log,
     }),
     maskers: {
       partial: createMasker('partial', hashKey),

@@ -10,8 +10,7 @@
  * A second gateway with the same config minus its `policy:` section shows that no policy means nothing runs.
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, chown, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, chown, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pg from 'pg';
 import { DatabaseError } from 'pg-protocol';
@@ -19,10 +18,10 @@ import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadGatewayConfig } from '../../src/gateway/config/load.js';
 import { startGateway, type RunningGateway } from '../../src/gateway/gateway.js';
-import { generateSigningKeyJwk } from '../../src/gateway/identity/credentials.js';
 import type { Logger } from '../../src/gateway/log.js';
 import { generateSelfSignedCertificate } from '../../src/gateway/tls/self-signed.js';
-import { eventually, sharedStack } from '../support/stack.js';
+import { eventually } from '../support/stack.js';
+import { gatewayConfigDir, issueTestCredential, type GatewayConfigDir } from '../support/in-process-gateway.js';
 import { startPgCluster, type PgCluster } from '../support/pg-cluster.js';
 
 const password = (): string => randomBytes(18).toString('base64url');
@@ -87,27 +86,15 @@ async function enableSsl(cluster: PgCluster): Promise<void> {
 describe('gateway login to targets', () => {
   let cluster: PgCluster;
   let gateway: RunningGateway;
-  let configDir: string;
+  let configDir: GatewayConfigDir;
   const logLines: Array<{ event: string; fields: Record<string, unknown> }> = [];
   const log: Logger = { log: (_level, event, fields = {}) => logLines.push({ event, fields }) };
 
   /** The config file's content; the fail-closed test starts a second gateway from it without the policy section. */
   let config: Record<string, unknown>;
 
-  /** A credential for `subject`, minted and recorded the way the gateway's own mint path does it. */
-  async function credentialFor(subject: string, on: RunningGateway = gateway): Promise<string> {
-    const { token, identity } = await on.credentials.issueCredential({ subject, groups: [GROUP], ttlMs: 10 * 60_000 });
-    await on.store.recordSession({
-      sessionId: identity.sessionId,
-      subject,
-      kind: identity.kind,
-      email: undefined,
-      groups: identity.groups,
-      actors: [],
-      expiresAt: new Date(identity.expiresAt),
-      origin: 'upstream-login-test',
-    });
-    return token;
+  function credentialFor(subject: string, on: RunningGateway = gateway): Promise<string> {
+    return issueTestCredential(on, subject, [GROUP], 'upstream-login-test');
   }
 
   async function clientConfig(target: string, on: RunningGateway = gateway): Promise<pg.ClientConfig> {
@@ -148,21 +135,8 @@ describe('gateway login to targets', () => {
     }
     await enableSsl(cluster);
 
-    configDir = await mkdtemp(join(tmpdir(), 'dbgate-upstream-login-'));
-    await mkdir(join(configDir, 'secrets'), { mode: 0o700 });
-    const secret = async (name: string, value: string): Promise<string> => {
-      await writeFile(join(configDir, 'secrets', name), value, { mode: 0o600 });
-      return `secrets/${name}`;
-    };
-    const certificate = await generateSelfSignedCertificate({ commonName: 'upstream-login test gateway' });
-    await writeFile(join(configDir, 'gateway.crt'), certificate.certPem);
-    await writeFile(join(configDir, 'gateway.key'), certificate.keyPem, { mode: 0o600 });
-    await secret('signing.jwk', JSON.stringify(await generateSigningKeyJwk()));
-
-    const shared = new URL(sharedStack().cluster.adminUrl);
-    const stateStorePassword = await secret('state-store-password', decodeURIComponent(shared.password));
-    shared.password = '';
-    shared.pathname = '/dbgate_state';
+    configDir = await gatewayConfigDir('upstream-login');
+    const { secret } = configDir;
 
     const upstream = { host: cluster.host, port: cluster.port, database: 'postgres' };
     const configTargets: Record<string, Record<string, unknown>> = {};
@@ -179,26 +153,20 @@ describe('gateway login to targets', () => {
     configTargets['wrong-password'] = { ...upstream, user: roles.scram.name, password_file: await secret('wrong', WRONG_SERVICE_PASSWORD) };
 
     config = {
-      name: 'upstream-login',
-      listen: { pg: '127.0.0.1:0', api: '127.0.0.1:0' },
-      tls: { cert_file: 'gateway.crt', key_file: 'gateway.key', require: false },
-      credentials: { signing_key_file: 'secrets/signing.jwk' },
-      state_store: { url: shared.toString(), password_file: stateStorePassword },
+      ...configDir.base,
       targets: configTargets,
       limits: { upstream_connect_timeout: '5s' },
       policy: {
         grants: [{ groups: [GROUP], targets: Object.keys(configTargets), access: 'admin' }],
       },
     };
-    const configFile = join(configDir, 'gateway.yaml');
-    await writeFile(configFile, stringify(config), { mode: 0o600 });
-    gateway = await startGateway(await loadGatewayConfig(configFile, {}), { log });
+    gateway = await configDir.start(config, log);
   });
 
   afterAll(async () => {
     await gateway?.close();
     await cluster?.stop();
-    if (configDir) await rm(configDir, { recursive: true, force: true });
+    await configDir?.remove();
   });
 
   it('stores the md5 role\'s password as an MD5 hash, so its login really is MD5', async () => {
@@ -259,7 +227,7 @@ describe('gateway login to targets', () => {
 
     beforeAll(async () => {
       const { policy: _policy, ...withoutPolicy } = config;
-      const configFile = join(configDir, 'gateway-without-policy.yaml');
+      const configFile = join(configDir.dir, 'gateway-without-policy.yaml');
       await writeFile(configFile, stringify(withoutPolicy), { mode: 0o600 });
       const loaded = await loadGatewayConfig(configFile, {});
       expect(loaded.policy).toBeUndefined();

@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { columnKey, type MaskedColumnKeys } from '../../src/gateway/masking/catalog.js';
-import { NO_VIEWS } from '../../src/gateway/policy/views.js';
+import { NO_CATALOG } from '../../src/gateway/policy/target-catalog.js';
 import { createMasker, type MaskStyle } from '../../src/gateway/masking/mask.js';
 import { MaskingFailure, ResultMasker } from '../../src/gateway/masking/result-masker.js';
 import { readDataRowColumns, writeDataRow, type ResultField } from '../../src/gateway/masking/row-messages.js';
@@ -31,7 +31,7 @@ function keys(styles: Array<[number, MaskStyle]>, derived: Array<[number, number
     derived: new Map(derived.map(([oid, attnum, style]) => [columnKey(oid, attnum), style])),
     plainTables: new Set([CUSTOMERS]),
     viewColumns: new Map(),
-    views: NO_VIEWS,
+    policyCatalog: NO_CATALOG,
     relations: new Set([CUSTOMERS, VIEW]),
     unknownRelationStyle: 'partial',
   };

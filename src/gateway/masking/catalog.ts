@@ -19,7 +19,8 @@ import pg from 'pg';
 import type { TargetConfig } from '../config/load.js';
 import { classifyStatements, loadStatementParser, type Classification } from '../policy/classify.js';
 import { strictestStyle, type MaskStyle } from './mask.js';
-import { NO_VIEWS, type PolicyViews } from '../policy/views.js';
+import type { Logger } from '../log.js';
+import { NO_CATALOG, policyCatalog, type PolicyCatalog, type RenamedColumn } from '../policy/target-catalog.js';
 import {
   maskedViewColumnsByName, maskViewColumns, policyViews, relationName, type MaskedViewColumns, type ViewDefinition,
 } from './view-lineage.js';
@@ -51,8 +52,8 @@ export interface MaskedColumnKeys {
    * when nothing is masked on the target (nothing to protect; they are scanned).
    */
   readonly unknownRelationStyle: MaskStyle | null;
-  /** The target's views as the policy sees them: the tables and table columns behind them (policy/views.ts). */
-  readonly views: PolicyViews;
+  /** What the policy knows of the catalog: views, renamed and missing masked columns (policy/target-catalog.ts). */
+  readonly policyCatalog: PolicyCatalog;
 }
 
 export const NO_MASKED_COLUMNS: MaskedColumnKeys = {
@@ -62,7 +63,7 @@ export const NO_MASKED_COLUMNS: MaskedColumnKeys = {
   viewColumns: new Map(),
   relations: new Set(),
   unknownRelationStyle: null,
-  views: NO_VIEWS,
+  policyCatalog: NO_CATALOG,
 };
 
 export function columnKey(tableOid: number, attnum: number): string {
@@ -83,7 +84,26 @@ interface CacheEntry {
   readAt: number;
 }
 
+/** Where a masked column was found: its table's OID and its attribute number, which a rename does not change. */
+export interface ColumnLocation {
+  tableOid: number;
+  attnum: number;
+}
+
+/**
+ * Where the policy's masked columns were last found, per target, by their policy names (`schema.table.column`):
+ * kept in the state store, so that a column renamed while no gateway was running is still found.
+ */
+export interface MaskedColumnLocations {
+  load(target: string): Promise<ReadonlyMap<string, ColumnLocation>>;
+  save(target: string, locations: ReadonlyMap<string, ColumnLocation>): Promise<void>;
+}
+
 export interface MaskedColumnCatalogOptions {
+  /** Where masked columns were found before (default: this process's memory only). */
+  locations?: MaskedColumnLocations;
+  /** Renamed and missing masked columns are reported here. */
+  log?: Logger;
   /**
    * Read the target's views even when no column is masked: the policy has rules that name tables, which must see
    * through views (policy/views.ts). Default false: with neither, there is nothing to read.
@@ -105,6 +125,10 @@ export class MaskedColumnCatalog {
   private readonly maxAgeMs: number;
   private readonly now: () => number;
   private readonly policyReadsViews: boolean;
+  private readonly locations: MaskedColumnLocations | undefined;
+  private readonly log: Logger | undefined;
+  /** Per target, where each masked column was found last (loaded from `locations` at the first read). */
+  private readonly found = new Map<string, Map<string, ColumnLocation>>();
 
   constructor(
     /**
@@ -115,6 +139,8 @@ export class MaskedColumnCatalog {
     options: MaskedColumnCatalogOptions = {},
   ) {
     this.policyReadsViews = options.policyReadsViews ?? false;
+    this.locations = options.locations;
+    this.log = options.log;
     this.maxAgeMs = options.maxAgeMs ?? CATALOG_MAX_AGE_MS;
     this.now = options.now ?? Date.now;
   }
@@ -212,13 +238,36 @@ export class MaskedColumnCatalog {
     );
     const masked = new Map<string, MaskStyle>();
     const maskedColumns = new Map<number, Map<string, MaskStyle>>();
-    for (const row of rows) {
-      const oid = Number(row.oid);
-      const style = this.columns.get(names[Number(row.position) - 1]!) ?? 'partial';
-      masked.set(columnKey(oid, row.attnum), style);
+    const locations = new Map<string, ColumnLocation>();
+    const addMasked = (name: string, oid: number, attnum: number, attname: string): void => {
+      const style = this.columns.get(name) ?? 'partial';
+      masked.set(columnKey(oid, attnum), style);
       let columns = maskedColumns.get(oid);
       if (columns === undefined) maskedColumns.set(oid, (columns = new Map()));
-      columns.set(row.attname, style);
+      columns.set(attname, style);
+      locations.set(name, { tableOid: oid, attnum });
+    };
+    for (const row of rows) addMasked(names[Number(row.position) - 1]!, Number(row.oid), row.attnum, row.attname);
+
+    // A masked column the policy's name no longer finds may have been renamed: it is still where it was found last
+    // (the same table OID and attribute number), under its new name. Mask it there.
+    const lastFound = await this.previousLocations(targetName);
+    const lost = names.filter((name) => !locations.has(name) && lastFound.has(name));
+    const renamedColumns: RenamedColumn[] = [];
+    if (lost.length > 0) {
+      const moved = await client.query<{ oid: string; attnum: number; schema: string; table: string; column: string; position: string }>(
+        `select c.oid::int8 as oid, a.attnum, n.nspname as schema, c.relname as table, a.attname as column, m.position
+           from unnest($1::int8[], $2::int4[]) with ordinality as m(table_oid, attnum, position)
+           join pg_class c on c.oid = m.table_oid
+           join pg_namespace n on n.oid = c.relnamespace
+           join pg_attribute a on a.attrelid = c.oid and a.attnum = m.attnum and not a.attisdropped`,
+        [lost.map((name) => lastFound.get(name)!.tableOid), lost.map((name) => lastFound.get(name)!.attnum)],
+      );
+      for (const row of moved.rows) {
+        const name = lost[Number(row.position) - 1]!;
+        addMasked(name, Number(row.oid), row.attnum, row.column);
+        renamedColumns.push({ schema: row.schema, table: row.table, column: row.column, policyName: qualifiedName(name) });
+      }
     }
 
     const relations = await client.query<{ oid: string; schema: string; name: string; kind: string }>(
@@ -231,6 +280,14 @@ export class MaskedColumnCatalog {
       relationOids.set(relationName(row.schema, row.name), oid);
       if ((row.kind === 'r' || row.kind === 'p') && row.schema !== 'pg_catalog') plainTables.add(oid);
     }
+    // Found nowhere, though its table is there: renamed while no gateway read this catalog, or dropped. The policy
+    // refuses masked reads of that table (policy/target-catalog.ts): its values could be in any column now.
+    const missingColumns = new Set<string>();
+    names.forEach((name, index) => {
+      if (!locations.has(name) && relationOids.has(relationName(triples[index]![0]!, triples[index]![1]!))) {
+        missingColumns.add(qualifiedName(name));
+      }
+    });
 
     // pg_get_viewdef prints a name unqualified when this connection's search_path finds it: resolve them the same way.
     const searchPath = await client.query<{ schemas: string[] }>('select current_schemas(true)::text[] as schemas');
@@ -268,12 +325,13 @@ export class MaskedColumnCatalog {
         return classification;
       },
     };
-    const forPolicy = policyViews(lineageInput);
+    const forPolicy = policyCatalog({ views: policyViews(lineageInput), renamedColumns, missingColumns });
     // Only what this read saw is kept: dropped views' definitions go.
     this.definitions.set(targetName, definitions);
+    await this.remember(targetName, locations, forPolicy);
     if (this.columns.size === 0) {
       // Nothing is masked on this target: only the policy's view of the views matters.
-      return { ...NO_MASKED_COLUMNS, views: forPolicy };
+      return { ...NO_MASKED_COLUMNS, policyCatalog: forPolicy };
     }
     const viewMasks = maskViewColumns({ ...lineageInput, maskedColumns, failClosedStyle });
     const derived = new Map<string, MaskStyle>();
@@ -299,7 +357,42 @@ export class MaskedColumnCatalog {
       viewColumns: maskedViewColumnsByName(viewDefinitions, viewMasks),
       relations: new Set(relationOids.values()),
       unknownRelationStyle: failClosedStyle,
-      views: forPolicy,
+      policyCatalog: forPolicy,
     };
   }
+
+  /** Where the masked columns of a target were found last: this process's memory, else the state store. */
+  private async previousLocations(targetName: string): Promise<ReadonlyMap<string, ColumnLocation>> {
+    let known = this.found.get(targetName);
+    if (known === undefined) {
+      known = new Map(this.locations ? await this.locations.load(targetName) : []);
+      this.found.set(targetName, known);
+    }
+    return known;
+  }
+
+  /** Keeps where the masked columns were found (saved when it changed), and reports renamed and missing ones. */
+  private async remember(targetName: string, locations: ReadonlyMap<string, ColumnLocation>, catalog: PolicyCatalog): Promise<void> {
+    const known = this.found.get(targetName) ?? new Map<string, ColumnLocation>();
+    const changed = [...locations].filter(([name, at]) => known.get(name)?.tableOid !== at.tableOid || known.get(name)?.attnum !== at.attnum);
+    for (const [name, at] of locations) known.set(name, at);
+    this.found.set(targetName, known);
+    if (changed.length > 0 && this.locations) {
+      // Not saving costs only the memory of a rename across a restart: masking goes on with this read.
+      await this.locations.save(targetName, known).catch((error: unknown) => {
+        this.log?.log('warn', 'masking.locations_not_saved', { target: targetName, reason: (error as Error).message });
+      });
+    }
+    for (const renamed of catalog.renamedColumns) {
+      this.log?.log('warn', 'masking.column_renamed', {
+        target: targetName, column: renamed.policyName, now: `${renamed.schema}.${renamed.table}.${renamed.column}`,
+      });
+    }
+    for (const missing of catalog.missingColumns) this.log?.log('warn', 'masking.column_missing', { target: targetName, column: missing });
+  }
+}
+
+/** A policy column name as the catalog resolves it: `schema.table.column`, an unqualified table in schema public. */
+function qualifiedName(name: string): string {
+  return name.split('.').length === 3 ? name : `public.${name}`;
 }

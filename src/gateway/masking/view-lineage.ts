@@ -17,11 +17,10 @@
  * A statement that computes from a view column (`SELECT reverse(email) FROM v`) gets values PostgreSQL attributes to
  * no table; `derivedThroughViews` marks them from the statement's lineage, like policy.ts does for table columns.
  */
-import { createHash } from 'node:crypto';
 import {
   classifyStatements, type Classification, type OutputColumn, type StatementInfo, type StatementOutputs, type TableColumn,
 } from '../policy/classify.js';
-import type { PolicyView, PolicyViews } from '../policy/views.js';
+import type { PolicyCatalog, PolicyView } from '../policy/target-catalog.js';
 import type { DerivedOutputs } from '../policy/policy.js';
 import { strictestStyle, type MaskStyle } from './mask.js';
 
@@ -199,12 +198,12 @@ function analysedDefinition(view: ViewDefinition, classify: (sql: string) => Cla
 }
 
 /**
- * Every view as the policy sees it (policy/views.ts): the tables it reads and the table columns behind each of its
+ * Every view as the policy sees it (policy/target-catalog.ts): the tables it reads and the table columns behind each of its
  * columns, schema-qualified, through views of views. A view whose definition cannot be analysed — or that reads one
  * that cannot — has neither (the policy fails closed on it). Names in a definition that are no relation of the
  * snapshot (functions in FROM, say) are not tables and are left out.
  */
-export function policyViews(input: Pick<ViewLineageInput, 'views' | 'relations' | 'searchPath' | 'classify'>): PolicyViews {
+export function policyViews(input: Pick<ViewLineageInput, 'views' | 'relations' | 'searchPath' | 'classify'>): PolicyCatalog['views'] {
   const classify = input.classify ?? classifyStatements;
   const views = new Map(input.views.map((view) => [view.oid, view]));
   const names = new Map<number, { schema: string; name: string }>();
@@ -272,19 +271,7 @@ export function policyViews(input: Pick<ViewLineageInput, 'views' | 'relations' 
     if (named === undefined) byName.set(view.name, (named = []));
     named.push(resolve(view));
   }
-  return { version: policyViewsVersion(byName), byName };
-}
-
-/** A digest of what the policy reads from the views: equal views, equal version (decision cache entries survive). */
-function policyViewsVersion(byName: ReadonlyMap<string, readonly PolicyView[]>): string {
-  const hash = createHash('sha256');
-  for (const name of [...byName.keys()].sort()) {
-    for (const view of byName.get(name)!) {
-      hash.update(JSON.stringify([view.schema, view.name, view.tables, view.columns === null ? null : [...view.columns]]));
-      hash.update('\u0000');
-    }
-  }
-  return hash.digest('hex').slice(0, 16);
+  return byName;
 }
 
 /**

@@ -5,7 +5,7 @@
  * Two bounded LRU maps:
  * - classifications by exact statement text (a classification depends on nothing else), shared across identities;
  * - decisions by everything `evaluate` reads: policy version, identity kind, sorted groups, target, search_path,
- *   default search_path, the version of the target's views (views.ts) and the statement text. `evaluate` is pure, so a hit is the decision it would return.
+ *   default search_path, the version of the target's catalog (target-catalog.ts) and the statement text. `evaluate` is pure, so a hit is the decision it would return.
  *
  * Texts that differ only in their literals (`… WHERE aid = 17` / `… WHERE aid = 4711`: pgbench -M simple, ORMs that
  * inline values) share one decision, keyed by PostgreSQL's own normalisation of the text (libpg_query's
@@ -156,7 +156,7 @@ export class DecisionCache {
       classification,
     };
     if (request.defaultSearchPath !== undefined) input.defaultSearchPath = request.defaultSearchPath;
-    if (request.views !== undefined) input.views = request.views;
+    if (request.catalog !== undefined) input.catalog = request.catalog;
     return { decision: deepFreeze(evaluate(policy, input)), classification, cached: false };
   }
 
@@ -207,7 +207,7 @@ function decisionKey(policy: Policy, request: DecideRequest, sql: string, normal
     request.target,
     searchPath,
     defaultSearchPath,
-    request.views?.version ?? '',
+    request.catalog?.version ?? '',
     // A normalised text is also a valid statement text: the marker keeps the two kinds of key apart.
     normalized ? 'normalized' : 'exact',
     sql,

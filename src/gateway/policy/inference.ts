@@ -43,7 +43,10 @@ export interface InferenceColumn {
   table: string;
   column: string;
   clause: InferenceClause;
-  /** Set by the policy (views.ts) on a table column reached through a view: the view column as the statement named it. */
+  /**
+   * Set by the policy (target-catalog.ts) on a column the statement reaches through a view or under a new name: how
+   * the statement named it, for messages (`contacts.email (public.customers.email behind the view)`).
+   */
   via?: string;
 }
 

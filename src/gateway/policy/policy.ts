@@ -42,9 +42,11 @@
  * permission is not. A rule naming a bare `table` matches that table in every schema — binding it to the session's
  * search_path would let `SET search_path` move the rule away from the table.
  *
- * Views: a statement is judged with the tables and table columns behind the views it names (views.ts, from the
- * target's catalog): restrictions naming a table match statements on views over it, permissions only the names a
- * statement uses; inference protection follows view columns to the table columns behind them.
+ * The target's catalog (target-catalog.ts): a statement is judged with the tables and table columns behind the views
+ * it names — restrictions naming a table match statements on views over it, permissions only the names a statement
+ * uses; inference protection follows view columns to the table columns behind them — and with masked columns the
+ * database renamed under their policy names. A masked read of a table whose masked column the catalog cannot find
+ * is denied (`builtin:masked-column-missing`): masking could not find its values.
  *
  * 5. **Inference protection** (`inference_protection`, default on): when a mask rule matches a statement, a column it
  *    masks that the statement filters, joins, sorts, groups, deduplicates, partitions or compares by (its
@@ -75,7 +77,7 @@ import type {
 } from './classify.js';
 import { strictestStyle } from '../masking/mask.js';
 import { assessFunction, BUILTIN_SCHEMA } from './functions.js';
-import { NO_VIEWS, throughViews, type PolicyViews, type StatementThroughViews } from './views.js';
+import { NO_CATALOG, withCatalog, type PolicyCatalog, type StatementInCatalog } from './target-catalog.js';
 
 // ---------------------------------------------------------------------------------------------------------------------
 // Model
@@ -192,8 +194,8 @@ export interface EvaluationInput {
   classification: Classification;
   /** What RESET ALL / DISCARD ALL / RESET search_path return to. Default: PostgreSQL's `"$user", public`. */
   defaultSearchPath?: readonly string[];
-  /** The target's views, from its catalog (views.ts): rules and inference protection see through them. */
-  views?: PolicyViews;
+  /** What the policy knows of the target's catalog (target-catalog.ts): views, renamed and missing masked columns. */
+  catalog?: PolicyCatalog;
 }
 
 export interface Decision {
@@ -403,7 +405,7 @@ class EvaluationContext {
 
   judge(named: StatementInfo, searchPath: readonly string[]):
     { verdict: Verdict; maskColumns: string[]; derived: DerivedOutputs | null } {
-    const statement = throughViews(named, this.input.views ?? NO_VIEWS, resolvableSchemas(searchPath));
+    const statement = withCatalog(named, this.input.catalog ?? NO_CATALOG, resolvableSchemas(searchPath));
     const matched = this.rules.filter((rule) => statementMatches(rule, statement, searchPath));
     const strongest = strongestRule(matched);
     const verdicts: Verdict[] = [...this.builtinVerdicts(statement, matched, searchPath)];
@@ -451,7 +453,7 @@ class EvaluationContext {
 
   // --- built-in checks --------------------------------------------------------------------------------------------
 
-  private *builtinVerdicts(statement: StatementThroughViews, matched: readonly PolicyRule[], searchPath: readonly string[]):
+  private *builtinVerdicts(statement: StatementInCatalog, matched: readonly PolicyRule[], searchPath: readonly string[]):
     Generator<Verdict> {
     for (const effect of statement.sessionEffects) {
       const escape = sessionEscape(effect);
@@ -531,13 +533,46 @@ class EvaluationContext {
 
     const inference = this.inferenceVerdict(statement, matched, searchPath);
     if (inference) yield inference;
+    const missing = this.missingColumnVerdict(statement, matched, searchPath);
+    if (missing) yield missing;
+  }
+
+  /**
+   * Fail closed: a statement touching a table whose masked column the catalog cannot find (renamed while no gateway
+   * was watching, or dropped), for an identity that column is masked for. Its values could be under any name now.
+   */
+  private missingColumnVerdict(statement: StatementInCatalog, matched: readonly PolicyRule[], searchPath: readonly string[]):
+    Verdict | undefined {
+    const missing = this.input.catalog?.missingColumns;
+    if (missing === undefined || missing.size === 0) return undefined;
+    for (const rule of matched) {
+      if (rule.action !== 'mask') continue;
+      for (const column of rule.columns) {
+        // Resolved as the catalog resolves the policy's names: an unqualified table is in schema public.
+        const name = column.split('.').length === 3 ? column : `public.${column}`;
+        if (!missing.has(name)) continue;
+        const [schema, table] = name.split('.') as [string, string, string];
+        const touched = statement.tables.some((used) => nameMatches({ schema, name: table }, tableSpec(used), searchPath, false));
+        if (!touched) continue;
+        return {
+          action: 'deny',
+          ruleId: 'builtin:masked-column-missing',
+          message: `dbgate: ${schema}.${table} cannot be read with masking: the policy masks ${name} for you (rule ` +
+            `${rule.id}), but the database has no such column any more (renamed or dropped while no gateway saw it), ` +
+            'so dbgate cannot tell which values to mask',
+          hint: 'tell the gateway operator: the masking rule must name the column as the database has it now',
+          priority: 0,
+        };
+      }
+    }
+    return undefined;
   }
 
   /**
    * Inference protection: the first use of a masked column in a clause that reveals its values (WHERE, JOIN, ORDER BY,
    * GROUP BY, DISTINCT, HAVING, window, set operations), for the mask rules that match this statement.
    */
-  private inferenceVerdict(statement: StatementThroughViews, matched: readonly PolicyRule[], searchPath: readonly string[]):
+  private inferenceVerdict(statement: StatementInCatalog, matched: readonly PolicyRule[], searchPath: readonly string[]):
     Verdict | undefined {
     if (!this.policy.inferenceProtection) return undefined;
     const maskRules = matched.filter((rule) => rule.action === 'mask');
@@ -548,7 +583,7 @@ class EvaluationContext {
         const masked = maskedColumnUsed(rule, used, searchPath);
         if (masked === undefined) continue;
         const table = used.schema === null ? used.table : `${used.schema}.${used.table}`;
-        const column = used.via === undefined ? `${table}.${masked}` : `${used.via} (${table}.${masked} behind the view)`;
+        const column = used.via ?? `${table}.${masked}`;
         return {
           action: 'deny',
           ruleId: 'builtin:inference',
@@ -722,7 +757,7 @@ function isPermission(rule: PolicyRule): boolean {
   return rule.action === 'allow';
 }
 
-function statementMatches(rule: PolicyRule, statement: StatementThroughViews, searchPath: readonly string[]): boolean {
+function statementMatches(rule: PolicyRule, statement: StatementInCatalog, searchPath: readonly string[]): boolean {
   const m = rule.match;
   if (m.kinds && !statement.kinds.some((kind) => m.kinds!.has(kind))) return false;
   if (m.ddlObjects && (statement.ddlObject === undefined || !m.ddlObjects.has(statement.ddlObject))) return false;

@@ -12,7 +12,7 @@ import { SqlState } from '../wire/protocol.js';
 import type { StatementOutputs } from './classify.js';
 import type { DecisionCache } from './decision-cache.js';
 import type { DerivedOutputs, Policy } from './policy.js';
-import type { PolicyViews } from './views.js';
+import type { PolicyCatalog } from './target-catalog.js';
 
 /** Per-connection state that decisions depend on, tracked by the proxy as statements succeed. */
 export interface SessionPolicyState {
@@ -20,12 +20,12 @@ export interface SessionPolicyState {
   searchPath: string[];
   /**
    * Decisions already taken on this connection, by statement text. Everything else a decision depends on (policy,
-   * identity, target) is fixed for the connection; the proxy clears this when the search_path or the target's views
-   * change. It spares pgbench-style repeated statements even the shared cache's key building.
+   * identity, target) is fixed for the connection; the proxy clears this when the search_path or the policy's view
+   * of the target's catalog change. It spares pgbench-style repeated statements even the shared cache's key building.
    */
   decisions: Map<string, StatementDecision>;
-  /** The target's views from its current catalog read (views.ts); absent until the catalog was read. */
-  views?: PolicyViews;
+  /** What the policy knows of the target's catalog, from its current read (target-catalog.ts); absent until read. */
+  catalog?: PolicyCatalog;
 }
 
 /** Per-connection decision memo size; a client cycling through more distinct statements uses the shared cache. */
@@ -167,7 +167,7 @@ function decideWithPolicy(policy: Policy, cache: DecisionCache, connection: Conn
     identity: { subject: identity.subject, groups: identity.groups, kind: identity.kind },
     target: target.name,
     searchPath: session.searchPath,
-    ...(session.views ? { views: session.views } : {}),
+    ...(session.catalog ? { catalog: session.catalog } : {}),
     sql: text,
   });
   const changesSchema = classification.statements.some((statement) => statement.kinds.includes('ddl'));

@@ -549,9 +549,9 @@ export class ClientSession {
     if (keys === this.maskedKeys) return;
     this.maskedKeys = keys;
     const session = this.context!.session;
-    if (session.views?.version !== keys.views.version) {
-      // Decisions taken with other views are not this connection's decisions any more (policy/views.ts).
-      session.views = keys.views;
+    if (session.catalog?.version !== keys.policyCatalog.version) {
+      // Decisions taken on another catalog are not this connection's decisions any more (policy/target-catalog.ts).
+      session.catalog = keys.policyCatalog;
       session.decisions.clear();
     }
   }

@@ -1,5 +1,5 @@
 /**
- * The gateway's own PostgreSQL database: sessions, revocations and the audit trail. Several gateways share one
+ * The gateway's own PostgreSQL database: sessions, revocations, the audit trail and where masked columns were found. Several gateways share one
  * store, so everything a decision depends on lives here rather than in one process's memory.
  */
 import pg from 'pg';
@@ -53,6 +53,16 @@ const MIGRATIONS: readonly string[] = [
   // person's records. Partial: records without a tunnel (direct clients, credential events) cost it nothing.
   `alter table dbgate_audit_events add column tunnel_id uuid;
    create index dbgate_audit_events_tunnel on dbgate_audit_events (tunnel_id, subject) where tunnel_id is not null;`,
+  // Where each masked column of the policy was found on a target (masking/catalog.ts): a column renamed on the
+  // database keeps its table OID and attribute number, so it stays masked under its new name, across restarts.
+  `create table dbgate_masked_column_locations (
+     target      text not null,
+     column_name text not null,
+     table_oid   bigint not null,
+     attnum      integer not null,
+     found_at    timestamptz not null default now(),
+     primary key (target, column_name)
+   );`,
 ];
 
 /** Arbitrary but fixed: all gateways serialise their migrations on this advisory lock key. */
@@ -205,6 +215,27 @@ export class StateStore {
       failed: Number(row.failed),
       asOf: row.asOf as Date,
     };
+  }
+
+  /** Where the policy's masked columns were last found on `target` (by their policy names). */
+  async maskedColumnLocations(target: string): Promise<Map<string, { tableOid: number; attnum: number }>> {
+    const { rows } = await this.pool.query<{ column_name: string; table_oid: string; attnum: number }>(
+      'select column_name, table_oid, attnum from dbgate_masked_column_locations where target = $1', [target]);
+    return new Map(rows.map((row) => [row.column_name, { tableOid: Number(row.table_oid), attnum: row.attnum }]));
+  }
+
+  /** Records where masked columns were found on `target` (one statement: the whole set, or nothing). */
+  async saveMaskedColumnLocations(target: string, locations: ReadonlyMap<string, { tableOid: number; attnum: number }>): Promise<void> {
+    const entries = [...locations];
+    await this.pool.query(
+      `insert into dbgate_masked_column_locations (target, column_name, table_oid, attnum)
+       select $1, * from unnest($2::text[], $3::int8[], $4::int4[])
+       on conflict (target, column_name) do update
+         set table_oid = excluded.table_oid, attnum = excluded.attnum, found_at = now()
+         where (dbgate_masked_column_locations.table_oid, dbgate_masked_column_locations.attnum)
+               is distinct from (excluded.table_oid, excluded.attnum)`,
+      [target, entries.map(([name]) => name), entries.map(([, at]) => at.tableOid), entries.map(([, at]) => at.attnum)],
+    );
   }
 
   async close(): Promise<void> {

@@ -1,19 +1,21 @@
 /**
- * The policy sees through views: rules that name tables match statements on views over them, and inference
- * protection follows a view column to the table column behind it. Views are resolved from definitions as
- * pg_get_viewdef prints them (policyViews, view-lineage.ts), parsed with the real grammar; the demo policy decides.
+ * What the policy knows of the target's catalog. Views: rules that name tables match statements on views over them,
+ * and inference protection follows a view column to the table column behind it (views resolved from definitions as
+ * pg_get_viewdef prints them, policyViews in view-lineage.ts, parsed with the real grammar). Masked columns renamed
+ * on the database are judged under their policy names; a missing one fails closed. The demo policy decides.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { classifyStatements, loadStatementParser } from '../../src/gateway/policy/classify.js';
 import { DEMO_POLICY, evaluate, parsePolicy, type Decision, type Policy } from '../../src/gateway/policy/policy.js';
-import type { PolicyViews } from '../../src/gateway/policy/views.js';
+import { policyCatalog, type PolicyCatalog, type RenamedColumn } from '../../src/gateway/policy/target-catalog.js';
 import { policyViews, relationName, type ViewDefinition } from '../../src/gateway/masking/view-lineage.js';
 
-const PEOPLE = {
+type Person = 'alice' | 'bob' | 'carol';
+const PEOPLE: Record<Person, { subject: string; groups: string[]; kind: 'human' }> = {
   alice: { subject: 'alice', groups: ['engineering'], kind: 'human' },
   bob: { subject: 'bob', groups: ['dba'], kind: 'human' },
   carol: { subject: 'carol', groups: ['security'], kind: 'human' },
-} as const;
+};
 
 let nextOid = 30_000;
 function view(name: string, columns: string[], definition: string | null, schema = 'public'): ViewDefinition {
@@ -30,22 +32,26 @@ const OVER_OPAQUE = view('over_opaque', ['id'], ' SELECT opaque.id\n   FROM opaq
 const ELSEWHERE = view('contacts', ['id', 'email'], ' SELECT customers.id,\n    customers.email\n   FROM customers;', 'reports');
 const ALL_VIEWS = [CONTACTS, SHOUTING, CARDS, OPAQUE, OVER_OPAQUE, ELSEWHERE];
 
-function viewsOf(views: ViewDefinition[]): PolicyViews {
+function viewsOf(views: ViewDefinition[], columns: { renamed?: RenamedColumn[]; missing?: string[] } = {}): PolicyCatalog {
   const relations = new Map<string, number>([
     [relationName('public', 'customers'), 16_384],
     [relationName('public', 'payments'), 16_390],
   ]);
   for (const v of views) relations.set(relationName(v.schema, v.name), v.oid);
-  return policyViews({ views, relations, searchPath: ['pg_catalog', 'public'] });
+  return policyCatalog({
+    views: policyViews({ views, relations, searchPath: ['pg_catalog', 'public'] }),
+    renamedColumns: columns.renamed ?? [],
+    missingColumns: new Set(columns.missing ?? []),
+  });
 }
 
-function decide(who: keyof typeof PEOPLE, sql: string, options: { policy?: Policy; searchPath?: string[] } = {}): Decision {
+function decide(who: Person, sql: string, options: { policy?: Policy; searchPath?: string[]; catalog?: PolicyCatalog } = {}): Decision {
   return evaluate(options.policy ?? DEMO_POLICY, {
     identity: PEOPLE[who],
     target: 'prod-orders',
     searchPath: options.searchPath ?? ['$user', 'public'],
     classification: classifyStatements(sql),
-    views: viewsOf(ALL_VIEWS),
+    catalog: options.catalog ?? viewsOf(ALL_VIEWS),
   });
 }
 
@@ -56,7 +62,7 @@ beforeAll(async () => {
 describe('views as the policy sees them', () => {
   it('resolves a view to the tables it reads and the table columns behind each column, through views of views', () => {
     const views = viewsOf(ALL_VIEWS);
-    const shouting = views.byName.get('shouting')![0]!;
+    const shouting = views.views.get('shouting')![0]!;
     expect(shouting.tables).toEqual([{ schema: 'public', name: 'customers' }]);
     expect(shouting.columns!.get('loud')).toEqual([{ schema: 'public', table: 'customers', column: 'email' }]);
     expect(shouting.columns!.get('id')).toEqual([{ schema: 'public', table: 'customers', column: 'id' }]);
@@ -64,8 +70,8 @@ describe('views as the policy sees them', () => {
 
   it('cannot see through a view that calls a function it cannot see into, nor through a view over one', () => {
     const views = viewsOf(ALL_VIEWS);
-    expect(views.byName.get('opaque')![0]).toMatchObject({ tables: null, columns: null });
-    expect(views.byName.get('over_opaque')![0]).toMatchObject({ tables: null, columns: null });
+    expect(views.views.get('opaque')![0]).toMatchObject({ tables: null, columns: null });
+    expect(views.views.get('over_opaque')![0]).toMatchObject({ tables: null, columns: null });
   });
 
   it('changes its version exactly when a definition changes what stands behind a view', () => {
@@ -150,5 +156,43 @@ describe('rules that name tables, through views', () => {
   it('lets restrictions that name tables match a view it cannot analyse (fail closed)', () => {
     expect(decide('bob', 'update over_opaque set id = id where id = 1')).toMatchObject({ action: 'hold', ruleId: 'hold-payments-writes' });
     expect(decide('bob', 'select * from over_opaque').action).toBe('allow');
+  });
+});
+
+describe('masked columns the database renamed, or lost', () => {
+  // customers.email is now customers.mail; the contacts view, printed again by pg_get_viewdef, says so too.
+  const renamed: RenamedColumn = { schema: 'public', table: 'customers', column: 'mail', policyName: 'public.customers.email' };
+  const contacts = view('contacts', ['id', 'email'], ' SELECT customers.id,\n    customers.mail AS email\n   FROM customers;');
+  let catalog: PolicyCatalog;
+  beforeAll(() => {
+    catalog = viewsOf([contacts], { renamed: [renamed] });
+  });
+
+  it('judges a renamed masked column as the policy\'s column: inference protection', () => {
+    const decision = decide('alice', 'select id from customers where mail = \'a@example.com\'', { catalog });
+    expect(decision).toMatchObject({ action: 'deny', ruleId: 'builtin:inference' });
+    expect(decision.message).toContain('customers.mail (masked as public.customers.email, which was renamed)');
+    expect(decide('alice', 'select id from contacts order by email', { catalog }).ruleId).toBe('builtin:inference');
+    expect(decide('alice', 'select id from customers where name = \'x\'', { catalog }).action).toBe('mask');
+  });
+
+  it('judges a renamed masked column as the policy\'s column: values computed from it are masked whole', () => {
+    const decision = decide('alice', 'select id, length(mail), upper(name) from customers', { catalog });
+    expect(decision.action).toBe('mask');
+    expect(decision.derivedOutputs?.columns.map((column) => column.masked)).toEqual([false, true, false]);
+  });
+
+  it('does not follow the new name into another schema\'s table of the same name', () => {
+    expect(decide('alice', 'select id from archive.customers where mail = \'x\'', { catalog }).action).toBe('mask');
+  });
+
+  it('refuses masked reads of a table whose masked column cannot be found, and only those', () => {
+    const lost = viewsOf([], { missing: ['public.customers.email'] });
+    const decision = decide('alice', 'select id, name from customers', { catalog: lost });
+    expect(decision).toMatchObject({ action: 'deny', ruleId: 'builtin:masked-column-missing' });
+    expect(decision.message).toContain('public.customers.email');
+    expect(decision.hint).toContain('gateway operator');
+    expect(decide('alice', 'select * from orders', { catalog: lost }).ruleId).not.toBe('builtin:masked-column-missing');
+    expect(decide('carol', 'select id, name from customers', { catalog: lost }).action).toBe('allow');
   });
 });
