@@ -290,6 +290,44 @@ describe('policy against adversarial statements (demo policy, prod-orders)', () 
     assertNoLeak(exchange, 'alice');
   });
 
+  it('extended protocol: a statement described once is masked column by column when executed again without Describe', async () => {
+    // pgjdbc, once it prepared a statement on the server, binds and executes it without describing it again.
+    const client = await clientFor('alice');
+    const sql = 'select id, email, phone, length(email), created_at from customers where id < 500000 order by id limit 20';
+    const described = await client.send([
+      serialize.parse({ name: 'customers_page', text: sql }), serialize.describe({ type: 'S', name: 'customers_page' }), serialize.sync(),
+    ]);
+    expect(described.errors).toEqual([]);
+    const first = await client.send([
+      serialize.bind({ statement: 'customers_page' }), serialize.describe({ type: 'P', name: '' }), serialize.execute({}), serialize.sync(),
+    ]);
+    expect(first.errors).toEqual([]);
+    for (const again of [1, 2]) {
+      const exchange = await client.send([serialize.bind({ statement: 'customers_page' }), serialize.execute({}), serialize.sync()]);
+      expect(exchange.errors, `execution ${again}`).toEqual([]);
+      // The same values as with a description: partial masks in place, not NULLs.
+      expect(exchange.rows, `execution ${again}`).toEqual(first.rows);
+      assertNoLeak(exchange, 'alice');
+    }
+    expect(first.rows).toHaveLength(20);
+    for (const row of first.rows) {
+      expect(row[1]).toMatch(/^[a-z]\*\*\*@/);
+      expect(row[2]).toMatch(/^\*\*\*\*\d{4}$/);
+      expect(row[3]).toBeNull();
+    }
+    // A masked statement the server rejects (no such column) fails at its Describe's turn: the rest of its pipeline
+    // is skipped, and the next one is masked as before.
+    const failed = await client.send([
+      serialize.parse({ name: 'broken', text: 'select email, no_such_column from customers' }),
+      serialize.describe({ type: 'S', name: 'broken' }), serialize.bind({ statement: 'customers_page' }), serialize.execute({}),
+      serialize.sync(),
+      serialize.bind({ statement: 'customers_page' }), serialize.execute({}), serialize.sync(),
+    ], 2);
+    expect(failed.errors).toHaveLength(1);
+    expect(failed.rows).toEqual(first.rows);
+    assertNoLeak(failed, 'alice');
+  });
+
   it('extended protocol: binary results of a masked statement are refused at Bind', async () => {
     const client = await clientFor('alice');
     const exchange = await client.send([

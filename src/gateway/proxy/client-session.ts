@@ -90,9 +90,10 @@ const MAX_LOGIN_MESSAGE_BYTES = 65_536;
 interface InFlight {
   /**
    * query/function-call: ends at ReadyForQuery. execute: at CommandComplete & co. sync: at ReadyForQuery.
-   * refused-step: a Parse or Bind the gateway replaced; ends at the placeholder's ErrorResponse.
+   * refused-step: a Parse or Bind the gateway replaced; ends at the placeholder's ErrorResponse. describe: a Describe of
+   * a masked statement or portal (not a statement of its own: never audited); ends at RowDescription or NoData.
    */
-  kind: 'query' | 'execute' | 'sync' | 'function-call' | 'refused-step' | 'search-path';
+  kind: 'query' | 'execute' | 'sync' | 'function-call' | 'refused-step' | 'search-path' | 'describe';
   step: ProtocolStep;
   text: string;
   startedAt: number;
@@ -103,12 +104,20 @@ interface InFlight {
   decision: StatementDecision;
   /** Result columns whose values were masked, for the audit record. */
   maskedColumns: Set<string>;
+  /** execute and describe: the prepared statement (or portal) they refer to. */
+  prepared?: PreparedStatement;
 }
 
 /** A prepared statement or portal: its text and the decision taken when it was parsed. */
 interface PreparedStatement {
   text: string;
   decision: StatementDecision;
+  /**
+   * For masked statements: the RowDescription the server gave when the statement or a portal of it was described.
+   * Drivers execute a described statement again without describing it (pgjdbc once it prepared a statement on the
+   * server); its rows are then masked column by column with this, as they were the first time.
+   */
+  rowDescription?: Buffer;
 }
 
 /** For Execute/Sync of statements the gateway never saw parsed (nothing to judge; they fail upstream). */
@@ -602,8 +611,20 @@ export class ClientSession {
       }
       case FrontendCode.Execute: {
         const portal = readCString(message.body, 0).value;
-        const statement = this.portals.get(portal) ?? { text: '', decision: UNKNOWN_STATEMENT };
-        this.track(this.entry('execute', 'execute', statement.text, now, statement.decision));
+        const prepared = this.portals.get(portal);
+        const statement = prepared ?? { text: '', decision: UNKNOWN_STATEMENT };
+        this.track({ ...this.entry('execute', 'execute', statement.text, now, statement.decision), ...(prepared ? { prepared } : {}) });
+        toUpstream.push(message.raw);
+        return;
+      }
+      case FrontendCode.Describe: {
+        const kind = message.body[0];
+        const name = readCString(message.body, 1).value;
+        const prepared = kind === 0x53 /* 'S' */ ? this.statements.get(name) : this.portals.get(name);
+        // The answer of a masked statement is kept for later Executes without a Describe (PreparedStatement).
+        if (prepared?.decision.action === 'mask') {
+          this.inFlight.push({ ...this.entry('describe', 'parse', prepared.text, now, UNKNOWN_STATEMENT), prepared });
+        }
         toUpstream.push(message.raw);
         return;
       }
@@ -631,7 +652,6 @@ export class ClientSession {
         toUpstream.push(message.raw);
         return;
       }
-      case FrontendCode.Describe:
       case FrontendCode.Flush:
       case FrontendCode.CopyData:
       case FrontendCode.CopyDone:
@@ -732,6 +752,7 @@ export class ClientSession {
   private inspectBackendMessage(type: number, body: Buffer): RelayAction {
     const head = this.inFlight[0];
     if (head?.kind === 'search-path') return this.searchPathAnswer(head, type, body);
+    if (head?.kind === 'describe') return this.describeAnswer(head, type, body);
     const action = this.inspectClientAnswer(head, type, body);
     if (type === BackendCode.ReadyForQuery && this.searchPathUnsure && this.inFlight.length === 0) this.confirmSearchPath();
     return action;
@@ -787,6 +808,28 @@ export class ClientSession {
     }
   }
 
+  /** The server's answer to a Describe of a masked statement or portal: its RowDescription is kept for its Executes. */
+  private describeAnswer(entry: InFlight, type: number, body: Buffer): RelayAction {
+    switch (type) {
+      case BackendCode.RowDescription:
+        // A copy: the body is a view of a socket chunk, which must not be kept alive with it.
+        entry.prepared!.rowDescription = Buffer.from(body);
+        this.inFlight.shift();
+        return 'forward';
+      case BackendCode.NoData:
+        this.inFlight.shift();
+        return 'forward';
+      case BackendCode.ErrorResponse:
+        // The server now skips everything up to Sync; the statements queued behind never run.
+        this.inFlight.shift();
+        while (this.inFlight[0] && this.inFlight[0].kind !== 'sync') this.finish(this.inFlight[0], 'skipped', 0);
+        return 'forward';
+      default:
+        // ParameterDescription, and what answers the messages before it (ParseComplete, BindComplete…), notices.
+        return 'forward';
+    }
+  }
+
   /** A RowDescription of a masked statement: plan which columns to mask, scan or pass. */
   private startMaskedResult(body: Buffer, decision: StatementDecision): void {
     const derived = derivedThroughViews(decision.derivedOutputs, decision.outputs, this.maskedKeys.viewColumns);
@@ -817,12 +860,19 @@ export class ClientSession {
     let masker = this.currentMasker;
     if (!masker) {
       if (!head || head.decision.action !== 'mask') return 'forward';
-      // Rows without a RowDescription (Execute without Describe): columns computed from masked ones by the
-      // statement's lineage are masked whole, every other value is scanned as text. Binary results of masked
-      // statements were refused at Bind.
-      const derived = derivedThroughViews(head.decision.derivedOutputs, head.decision.outputs, this.maskedKeys.viewColumns);
-      masker = ResultMasker.scanAll(body, this.deps.maskers, derived);
-      this.currentMasker = masker;
+      const described = head.prepared?.rowDescription;
+      if (described !== undefined) {
+        // Execute without Describe of a statement described before: planned on that description.
+        this.startMaskedResult(described, head.decision);
+        masker = this.currentMasker!;
+      } else {
+        // Rows no RowDescription ever described: columns computed from masked ones by the statement's lineage are
+        // masked whole, every other value is scanned as text. Binary results of masked statements were refused at
+        // Bind.
+        const derived = derivedThroughViews(head.decision.derivedOutputs, head.decision.outputs, this.maskedKeys.viewColumns);
+        masker = ResultMasker.scanAll(body, this.deps.maskers, derived);
+        this.currentMasker = masker;
+      }
     }
     if (!masker.needed) return 'forward';
     const replacement = masker.maskRow(body);
@@ -832,6 +882,7 @@ export class ClientSession {
   /** Removes `entry` (the queue head) and hands it to the hook for the audit trail. */
   private finish(entry: InFlight, outcome: CompletedStatement['outcome'], rows: number): void {
     if (this.inFlight[0] === entry) this.inFlight.shift();
+    if (entry.kind === 'describe') return;
     if (entry.decision.action === 'mask') {
       this.maskedInFlight -= 1;
       if (this.maskedInFlight === 0 && this.relay) this.relay.inspectDataRows = false;
