@@ -820,10 +820,10 @@ export class ClientSession {
         this.inFlight.shift();
         return 'forward';
       case BackendCode.ErrorResponse:
-        // The server now skips everything up to Sync; the statements queued behind never run.
+        // The Parse, Bind or Describe before it failed (a Bind can fail: `10 / $1` is computed when planning with
+        // the value). The statement the client waits for is the Execute behind: the error is its outcome.
         this.inFlight.shift();
-        while (this.inFlight[0] && this.inFlight[0].kind !== 'sync') this.finish(this.inFlight[0], 'skipped', 0);
-        return 'forward';
+        return this.inspectClientAnswer(this.inFlight[0], type, body);
       default:
         // ParameterDescription, and what answers the messages before it (ParseComplete, BindComplete…), notices.
         return 'forward';
