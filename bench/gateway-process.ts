@@ -21,14 +21,32 @@ export interface GatewayProcess {
   logTail(): string;
 }
 
+/**
+ * What the first line of `bin/dbgate-gateway` (`#!/usr/bin/env -S NAME=value… node --flag…`) sets: the environment
+ * and node flags every way of running the executable gets (systemd, npm's bin link, a shell).
+ */
+export function gatewayLaunchSettings(): { env: Record<string, string>; nodeFlags: string[] } {
+  const firstLine = readFileSync(GATEWAY_BIN, 'utf8').split('\n', 1)[0] ?? '';
+  const words = /^#!\/usr\/bin\/env -S (.*)$/.exec(firstLine)?.[1]?.trim().split(/\s+/);
+  const nodeAt = words?.indexOf('node') ?? -1;
+  if (!words || nodeAt === -1) throw new Error(`unexpected first line in ${GATEWAY_BIN}: ${firstLine}`);
+  const env = Object.fromEntries(words.slice(0, nodeAt).map((assignment) => {
+    const equals = assignment.indexOf('=');
+    return [assignment.slice(0, equals), assignment.slice(equals + 1)];
+  }));
+  return { env, nodeFlags: words.slice(nodeAt + 1) };
+}
+
 /** Starts `dbgate-gateway dev` on `upstreamUrl` with its state in `stateDir`; under `node --cpu-prof` if profileDir. */
 export async function startGatewayProcess(upstreamUrl: string, stateDir: string, profileDir: string | undefined): Promise<GatewayProcess> {
-  const nodeFlags = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+  // As its executable runs it (the memory tunables of its first line: see there), with the node running the bench;
+  // --cpu-prof cannot go through NODE_OPTIONS, hence node started here rather than the file executed.
+  const launch = gatewayLaunchSettings();
+  const profileFlags = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
   const child: ChildProcess = spawn(
     process.execPath,
-    [...nodeFlags, GATEWAY_BIN, 'dev', '--upstream', upstreamUrl, '--state', stateDir, '--pg-port', '0', '--api-port', '0', '--json'],
-    // As the README's systemd unit runs it (MALLOC_ARENA_MAX=2: see there), unless the caller's environment says.
-    { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { MALLOC_ARENA_MAX: '2', ...process.env } },
+    [...launch.nodeFlags, ...profileFlags, GATEWAY_BIN, 'dev', '--upstream', upstreamUrl, '--state', stateDir, '--pg-port', '0', '--api-port', '0', '--json'],
+    { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...launch.env } },
   );
   // Keep draining both pipes for the whole run: a full pipe would stall the gateway and the measurement with it.
   let log = '';

@@ -29,6 +29,7 @@ import { readSelfTime, renderSelfTime } from './cpu-profile.js';
 import {
   PROJECT_ROOT,
   gatewayErrorSummary,
+  gatewayLaunchSettings,
   listenerPid,
   mintCredential,
   processCpuUs,
@@ -534,6 +535,12 @@ async function runPolicyPart(stack: Stack, options: BenchOptions): Promise<Polic
   return { rows, verdicts: judgePolicy(rows, clientCounts), failures, loadBefore, loadAfter: formatLoad(), rssAfterBytes: gatewayRssBytes(stack) };
 }
 
+/** The gateway executable's memory tunables, as the benchmark's description quotes them. */
+function launchSettingsText(): string {
+  const { env, nodeFlags } = gatewayLaunchSettings();
+  return [...nodeFlags.map((flag) => `node \`${flag}\``), ...Object.entries(env).map(([name, value]) => `\`${name}=${value}\``)].join(', ');
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Part 3: masked streaming.
 
@@ -990,8 +997,8 @@ function renderStreamingSection(context: SectionContext, part: StreamingPartResu
     'exit (login and psql printing included, the same for every stream); rows/s = rows printed / that time. While a',
     "stream goes through the gateway, the gateway process's CPU time is read before and after, and its VmRSS",
     '(/proc/<pid>/status) is sampled every 100 ms; the table gives the largest sample. MB = 10⁶ bytes. The gateway',
-    `runs with MALLOC_ARENA_MAX=${process.env['MALLOC_ARENA_MAX'] ?? '2'}, as the README's systemd unit runs it (glibc otherwise keeps freed result`,
-    'buffers in several malloc arenas: about 80 MB more RSS in this part when measured on 2026-11-26).',
+    `runs with what the first line of \`bin/dbgate-gateway\` sets for every way of running it: ${launchSettingsText()}`,
+    '(why: see there; without them this part measured 222-253 MB on 2026-11-26).',
     ...(part.previousRssBytes === undefined ? [] : [
       'This part runs on a fresh gateway process (same state, same credentials): the one that served the two pgbench',
       `sections was at ${fmtMB(part.previousRssBytes)} VmRSS when it was replaced, memory the streaming did not cause.`,
