@@ -45,7 +45,7 @@ export async function startGatewayProcess(upstreamUrl: string, stateDir: string,
   const profileFlags = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
   const child: ChildProcess = spawn(
     process.execPath,
-    [...launch.nodeFlags, ...profileFlags, GATEWAY_BIN, 'dev', '--upstream', upstreamUrl, '--state', stateDir, '--pg-port', '0', '--api-port', '0', '--json'],
+    [...launch.nodeFlags, ...profileFlags, GATEWAY_BIN, 'dev', '--upstream', upstreamUrl, '--state', stateDir, '--pg-port', '0', '--api-port', '0', '--idp-port', '0', '--json'],
     { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...launch.env } },
   );
   // Keep draining both pipes for the whole run: a full pipe would stall the gateway and the measurement with it.
