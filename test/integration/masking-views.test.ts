@@ -199,7 +199,7 @@ describe('the policy through views (demo policy)', () => {
 
   beforeAll(async () => {
     admin = await directClient();
-    await admin.query('drop view if exists mv_policy_contacts, mv_policy_payments');
+    await admin.query('drop view if exists mv_policy_contacts, mv_policy_payments, mv_policy_fresh_contacts, mv_policy_fresh_payments');
     await admin.query('create view mv_policy_contacts as select id, name, email from customers');
     await admin.query('create view mv_policy_payments as select id, amount_cents, status from payments');
     await admin.query('grant select, update on mv_policy_contacts, mv_policy_payments to dbgate_service');
@@ -221,7 +221,7 @@ describe('the policy through views (demo policy)', () => {
     bob?.close();
     await tunnel?.close();
     await bobTunnel?.close();
-    await admin?.query('drop view if exists mv_policy_contacts, mv_policy_payments');
+    await admin?.query('drop view if exists mv_policy_contacts, mv_policy_payments, mv_policy_fresh_contacts, mv_policy_fresh_payments');
     await admin?.end();
   });
 
@@ -252,6 +252,20 @@ describe('the policy through views (demo policy)', () => {
     // A write through a view over a table no rule holds runs (bob has write access).
     const name = await bob.query(`update mv_policy_contacts set name = name where id = ${id}`);
     expect(name.errors).toEqual([]);
+  });
+
+  it('judges the first statement on a view created directly on the database a moment ago with what is behind it', async () => {
+    await admin.query('create view mv_policy_fresh_payments as select id, amount_cents from payments');
+    await admin.query('create view mv_policy_fresh_contacts as select id, email from customers');
+    await admin.query('grant select, update on mv_policy_fresh_payments, mv_policy_fresh_contacts to dbgate_service');
+    // The gateway's catalog was read before the views existed, and more than a second ago (CATALOG_RECHECK_MS).
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    const id = (await admin.query<{ id: string }>('select id from payments order by id limit 1')).rows[0]!.id;
+    const held = await bob.query(`update mv_policy_fresh_payments set amount_cents = amount_cents + 1 where id = ${id}`);
+    expect(held.errors[0]).toMatchObject({ C: '42501', D: 'rule: hold-payments-writes' });
+    const filtered = await alice.query(`select id from mv_policy_fresh_contacts where email = '${email}'`);
+    expect(filtered.rows).toEqual([]);
+    expect(filtered.errors[0]).toMatchObject({ C: '42501', D: 'rule: builtin:inference' });
   });
 });
 

@@ -32,6 +32,8 @@ function keys(styles: Array<[number, MaskStyle]>, derived: Array<[number, number
     plainTables: new Set([CUSTOMERS]),
     viewColumns: new Map(),
     policyCatalog: NO_CATALOG,
+    relationNames: null,
+    readAt: 0,
     relations: new Set([CUSTOMERS, VIEW]),
     unknownRelationStyle: 'partial',
   };

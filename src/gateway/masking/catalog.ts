@@ -54,6 +54,14 @@ export interface MaskedColumnKeys {
   readonly unknownRelationStyle: MaskStyle | null;
   /** What the policy knows of the catalog: views, renamed and missing masked columns (policy/target-catalog.ts). */
   readonly policyCatalog: PolicyCatalog;
+  /**
+   * The name of every relation of the snapshot, in any schema; null when the catalog was not read (nothing on the
+   * target needs it). A statement naming another relation may name a view made after the snapshot (client-session.ts
+   * has the catalog read again before judging it).
+   */
+  readonly relationNames: ReadonlySet<string> | null;
+  /** When the read started (`now()` of the catalog): the snapshot is at least this old. */
+  readonly readAt: number;
 }
 
 export const NO_MASKED_COLUMNS: MaskedColumnKeys = {
@@ -64,6 +72,8 @@ export const NO_MASKED_COLUMNS: MaskedColumnKeys = {
   relations: new Set(),
   unknownRelationStyle: null,
   policyCatalog: NO_CATALOG,
+  relationNames: null,
+  readAt: 0,
 };
 
 export function columnKey(tableOid: number, attnum: number): string {
@@ -226,6 +236,7 @@ export class MaskedColumnCatalog {
     names: readonly string[],
     triples: ReadonlyArray<readonly string[]>,
   ): Promise<MaskedColumnKeys> {
+    const readAt = this.now();
     // One snapshot for every query below, so relations, columns and views agree with each other.
     await client.query('begin isolation level repeatable read read only');
     const { rows } = await client.query<{ oid: string; attnum: number; attname: string; position: string }>(
@@ -275,6 +286,7 @@ export class MaskedColumnCatalog {
          from pg_class c join pg_namespace n on n.oid = c.relnamespace`);
     const plainTables = new Set<number>();
     const relationOids = new Map<string, number>();
+    const relationNames = new Set(relations.rows.map((row) => row.name));
     for (const row of relations.rows) {
       const oid = Number(row.oid);
       relationOids.set(relationName(row.schema, row.name), oid);
@@ -331,7 +343,7 @@ export class MaskedColumnCatalog {
     await this.remember(targetName, locations, forPolicy);
     if (this.columns.size === 0) {
       // Nothing is masked on this target: only the policy's view of the views matters.
-      return { ...NO_MASKED_COLUMNS, policyCatalog: forPolicy };
+      return { ...NO_MASKED_COLUMNS, policyCatalog: forPolicy, relationNames, readAt };
     }
     const viewMasks = maskViewColumns({ ...lineageInput, maskedColumns, failClosedStyle });
     const derived = new Map<string, MaskStyle>();
@@ -358,6 +370,8 @@ export class MaskedColumnCatalog {
       relations: new Set(relationOids.values()),
       unknownRelationStyle: failClosedStyle,
       policyCatalog: forPolicy,
+      relationNames,
+      readAt,
     };
   }
 

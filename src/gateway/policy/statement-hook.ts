@@ -67,6 +67,11 @@ export interface StatementDecision {
    * what only the target's catalog knows — columns computed from masked view columns (masking/view-lineage.ts).
    */
   outputs?: ReadonlyArray<StatementOutputs | null>;
+  /**
+   * The relations the statements name (DDL left out: it makes the catalog be read again anyway). The proxy has the
+   * target's catalog read again first when one is not in it: it may be a view the policy must see through.
+   */
+  relations?: readonly string[];
 }
 
 export interface CompletedStatement {
@@ -172,7 +177,15 @@ function decideWithPolicy(policy: Policy, cache: DecisionCache, connection: Conn
   });
   const changesSchema = classification.statements.some((statement) => statement.kinds.includes('ddl'));
   const searchPathChanged = decision.searchPath.join('\u0000') !== session.searchPath.join('\u0000');
-  const common = { rule: decision.ruleId, changesSchema, ...(searchPathChanged ? { searchPathAfter: decision.searchPath } : {}) };
+  const relations = [...new Set(classification.statements
+    .filter((statement) => !statement.kinds.includes('ddl'))
+    .flatMap((statement) => statement.tables.map((table) => table.name)))];
+  const common = {
+    rule: decision.ruleId,
+    changesSchema,
+    ...(searchPathChanged ? { searchPathAfter: decision.searchPath } : {}),
+    ...(relations.length > 0 ? { relations } : {}),
+  };
   if (decision.action === 'deny' || decision.action === 'hold') {
     return { ...refusal(decision.ruleId, decision.message, decision.hint, decision.action), ...common };
   }

@@ -120,6 +120,9 @@ interface PreparedStatement {
   rowDescription?: Buffer;
 }
 
+/** A statement naming a relation the catalog does not know has it read again, unless the read is younger than this. */
+const CATALOG_RECHECK_MS = 1_000;
+
 /** For Execute/Sync of statements the gateway never saw parsed (nothing to judge; they fail upstream). */
 const UNKNOWN_STATEMENT: StatementDecision = { action: 'allow', rule: 'builtin:unknown-statement', changesSchema: false };
 
@@ -182,6 +185,8 @@ export class ClientSession {
   private busy = false;
   /** Client messages wait for the target's masking catalog to be read again (adoptMaskingCatalog). */
   private awaitingCatalog = false;
+  /** A message held back until the catalog is read again (`namesUnknownRelation`); handled before any other. */
+  private deferred: PgMessage | undefined;
   /**
    * The tracked search_path may differ from the server's: a statement that changes it finished (it may have been
    * rolled back, partly, or set LOCAL), or a transaction in which it changed ended. Until the gateway has asked the
@@ -246,11 +251,18 @@ export class ClientSession {
           catalogChecked = true;
           if (!this.adoptMaskingCatalog()) break;
         }
-        const message = this.reader.next();
+        const message = this.deferred ?? this.reader.next();
+        this.deferred = undefined;
         if (!message) break;
         if (this.state === 'startup') this.handleStartupPacket(message);
         else if (this.state === 'password') this.handlePassword(message);
-        else this.handleProxyMessage(message, toUpstream);
+        else if (this.namesUnknownRelation(message)) {
+          // Judged once the catalog has been read again: the relation may be a view the policy must see through.
+          this.deferred = message;
+          if (!this.adoptMaskingCatalog()) break;
+          this.deferred = undefined;
+          this.handleProxyMessage(message, toUpstream);
+        } else this.handleProxyMessage(message, toUpstream);
       }
     } catch (error) {
       if (error instanceof ProtocolViolation) {
@@ -551,6 +563,27 @@ export class ClientSession {
       },
     );
     return false;
+  }
+
+  /**
+   * Whether `message` (a Query or Parse) names a relation the target's catalog snapshot does not know, and that
+   * snapshot is old enough to be read again for it: a view created directly on the database since (by a migration,
+   * say) must reach the policy before the statement that uses it is judged — a rule holding writes to its table, or
+   * inference protection on the masked columns behind it. The snapshot is then invalidated. A relation that does not
+   * exist at all costs one read per CATALOG_RECHECK_MS at most.
+   */
+  private namesUnknownRelation(message: PgMessage): boolean {
+    const known = this.maskedKeys.relationNames;
+    if (known === null || (message.type !== FrontendCode.Query && message.type !== FrontendCode.Parse)) return false;
+    const text = message.type === FrontendCode.Query
+      ? readCString(message.body, 0).value
+      : readCString(message.body, readCString(message.body, 0).next).value;
+    const relations = this.decide(this.context!, message.type === FrontendCode.Query ? 'query' : 'parse', text).relations;
+    if (relations === undefined || relations.every((name) => known.has(name))) return false;
+    if (Date.now() - this.maskedKeys.readAt < CATALOG_RECHECK_MS) return false;
+    this.deps.log.log('info', 'masking.catalog_stale', { connection: this.connectionId, target: this.target!.name });
+    this.deps.maskCatalog.invalidate(this.target!.name, this.maskedKeys);
+    return true;
   }
 
   /** Masks results and judges statements on this catalog read from now on. */
