@@ -10,7 +10,7 @@ import type { Identity } from '../identity/credentials.js';
 import type { ErrorFields } from '../wire/backend-messages.js';
 import { SqlState } from '../wire/protocol.js';
 import type { StatementOutputs } from './classify.js';
-import type { DecisionCache } from './decision-cache.js';
+import type { CachedDecision, DecisionCache } from './decision-cache.js';
 import type { DerivedOutputs, Policy } from './policy.js';
 import type { PolicyCatalog } from './target-catalog.js';
 
@@ -165,18 +165,34 @@ export function createPolicyStatementHook({ audit, policy, cache }: PolicyHookOp
   };
 }
 
+/**
+ * The proxy's decision built from each cached policy decision, once: texts that share a cached decision (pgbench
+ * -M simple: the same statement with other literals) share it too. Never changed once built.
+ */
+const builtDecisions = new WeakMap<CachedDecision, StatementDecision>();
+
 /** The policy's decision for one statement text on this connection (before per-connection memoisation). */
 function decideWithPolicy(policy: Policy, cache: DecisionCache, connection: ConnectionContext, text: string): StatementDecision {
   const { identity, target, session } = connection;
-  const { decision, classification } = cache.decide(policy, {
+  const cached = cache.decide(policy, {
     identity: { subject: identity.subject, groups: identity.groups, kind: identity.kind },
     target: target.name,
     searchPath: session.searchPath,
     ...(session.catalog ? { catalog: session.catalog } : {}),
     sql: text,
   });
+  let built = builtDecisions.get(cached);
+  if (built === undefined) {
+    // The cache key holds the session's search_path, so what is built from a cached decision is the same for all.
+    built = Object.freeze(statementDecision(cached, session.searchPath));
+    builtDecisions.set(cached, built);
+  }
+  return built;
+}
+
+function statementDecision({ decision, classification }: CachedDecision, searchPath: readonly string[]): StatementDecision {
   const changesSchema = classification.statements.some((statement) => statement.kinds.includes('ddl'));
-  const searchPathChanged = decision.searchPath.join('\u0000') !== session.searchPath.join('\u0000');
+  const searchPathChanged = decision.searchPath.join('\u0000') !== searchPath.join('\u0000');
   const relations = [...new Set(classification.statements
     .filter((statement) => !statement.kinds.includes('ddl'))
     .flatMap((statement) => statement.tables.map((table) => table.name)))];
