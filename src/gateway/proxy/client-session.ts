@@ -525,7 +525,8 @@ export class ClientSession {
       },
     });
     const socket = upstream.socket;
-    socket.on('data', (chunk: Buffer) => this.relayFromUpstream(chunk));
+    if (upstream.reads) upstream.reads.consumer = (chunk) => this.relayFromUpstream(chunk);
+    else socket.on('data', (chunk: Buffer) => this.relayFromUpstream(chunk));
     socket.on('error', (error) => {
       this.deps.log.log('warn', 'upstream.error', { connection: this.connectionId, reason: error.message });
     });
@@ -769,8 +770,12 @@ export class ClientSession {
     if (this.state === 'closed' || this.client.destroyed) return;
     // One write per chunk: a masked result turns a chunk into one buffer per rewritten row, and a socket write costs
     // far more than copying a few kilobytes.
-    if (out.length === 1) this.client.write(out[0]!);
-    else if (out.length > 1) this.client.write(Buffer.concat(out));
+    if (out.length === 1) {
+      this.client.write(out[0]!);
+      // A write the socket could not finish at once still holds its bytes: a view of the upstream's reused read
+      // buffer must not be overwritten by the next read (ReusedReads).
+      if (this.client.writableLength > 0 && out[0]!.buffer === chunk.buffer) this.upstream?.reads?.lend();
+    } else if (out.length > 1) this.client.write(Buffer.concat(out));
     // Backpressure: stop reading from the server while the client is slow, so a huge result stays in the server.
     if (this.client.writableNeedDrain && this.upstream && !this.upstream.socket.isPaused()) {
       this.upstream.socket.pause();

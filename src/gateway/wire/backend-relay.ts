@@ -162,7 +162,9 @@ export class BackendRelay {
   private hold(out: Buffer[], chunk: Buffer, runStart: number, from: number, to: number): void {
     this.flushRun(out, chunk, runStart, from);
     if (to > from) {
-      this.held.push(chunk.subarray(from, to));
+      // A copy: the chunk's memory may be reused for the next read (upstream.ts ReusedReads). Held bytes are the start
+      // of one small message at the end of a chunk.
+      this.held.push(Buffer.from(chunk.subarray(from, to)));
       this.heldBytes += to - from;
     }
   }
