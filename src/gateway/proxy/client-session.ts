@@ -120,6 +120,9 @@ interface PreparedStatement {
   rowDescription?: Buffer;
 }
 
+/** Writes up to this size are copied out of the upstream's reused read buffer rather than lent (Node's pool size / 2). */
+const SMALL_WRITE_BYTES = Buffer.poolSize >>> 1;
+
 /** A statement naming a relation the catalog does not know has it read again, unless the read is younger than this. */
 const CATALOG_RECHECK_MS = 1_000;
 
@@ -771,10 +774,17 @@ export class ClientSession {
     // One write per chunk: a masked result turns a chunk into one buffer per rewritten row, and a socket write costs
     // far more than copying a few kilobytes.
     if (out.length === 1) {
-      this.client.write(out[0]!);
-      // A write the socket could not finish at once still holds its bytes: a view of the upstream's reused read
-      // buffer must not be overwritten by the next read (ReusedReads).
-      if (this.client.writableLength > 0 && out[0]!.buffer === chunk.buffer) this.upstream?.reads?.lend();
+      const only = out[0]!;
+      if (only.buffer !== chunk.buffer || this.upstream?.reads === undefined) this.client.write(only);
+      else if (only.length <= SMALL_WRITE_BYTES) {
+        // A view of the upstream's reused read buffer (ReusedReads). Small: copied (from Node's buffer pool), so the
+        // buffer stays ours whatever the socket does — a TLS socket reports its writes pending until they are sent.
+        this.client.write(Buffer.from(only));
+      } else {
+        this.client.write(only);
+        // A write the socket could not finish at once still holds these bytes: the next read must go elsewhere.
+        if (this.client.writableLength > 0) this.upstream.reads.lend();
+      }
     } else if (out.length > 1) this.client.write(Buffer.concat(out));
     // Backpressure: stop reading from the server while the client is slow, so a huge result stays in the server.
     if (this.client.writableNeedDrain && this.upstream && !this.upstream.socket.isPaused()) {
