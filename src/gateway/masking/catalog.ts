@@ -116,7 +116,7 @@ export interface MaskedColumnCatalogOptions {
   log?: Logger;
   /**
    * Read the target's views even when no column is masked: the policy has rules that name tables, which must see
-   * through views (policy/views.ts). Default false: with neither, there is nothing to read.
+   * through views (policy/target-catalog.ts). Default false: with neither, there is nothing to read.
    */
   policyReadsViews?: boolean;
   /** See CATALOG_MAX_AGE_MS. */

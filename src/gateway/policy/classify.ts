@@ -52,7 +52,7 @@ export interface TableRef {
   name: string;
   /** write: the statement changes it (DML target, COPY FROM, TRUNCATE, DDL target, SELECT … FOR UPDATE, LOCK). */
   access: 'read' | 'write';
-  /** Set by the policy (views.ts) on a table reached through a view: `schema.name` of that view. */
+  /** Set by the policy (target-catalog.ts) on a table reached through a view: `schema.name` of that view. */
   view?: string;
 }
 
