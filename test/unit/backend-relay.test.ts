@@ -426,6 +426,28 @@ describe('BackendRelay replacing a message', () => {
   }
 });
 
+describe('BackendRelay over a reused read buffer', () => {
+  it('keeps what it holds across chunks when the chunk memory is overwritten by the next read', () => {
+    // upstream.ts reads the server into one buffer and hands the relay views of it: bytes the relay holds back (the
+    // start of a message that ends in the next chunk) must survive that buffer being filled again.
+    const readBuffer = Buffer.alloc(64);
+    for (const split of splitPositions(SMALL)) {
+      const relay = new BackendRelay(() => 'forward');
+      const out: Buffer[] = [];
+      for (const chunk of cut(SMALL.bytes, [split])) {
+        for (let offset = 0; offset < chunk.length; offset += readBuffer.length) {
+          const piece = chunk.subarray(offset, offset + readBuffer.length);
+          piece.copy(readBuffer);
+          // What the relay returns is written at once (a copy stands in for the socket taking it).
+          for (const buffer of relay.relay(readBuffer.subarray(0, piece.length))) out.push(Buffer.from(buffer));
+          readBuffer.fill(0xee);
+        }
+      }
+      if (!Buffer.concat(out).equals(SMALL.bytes)) expect.fail(`split at ${split}: output differs`);
+    }
+  });
+});
+
 describe('BackendRelay message boundaries', () => {
   it('is at a message boundary before any byte and after each complete message, and nowhere else', () => {
     const relay = new BackendRelay(() => 'forward');
