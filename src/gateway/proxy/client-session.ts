@@ -188,7 +188,7 @@ export class ClientSession {
   private busy = false;
   /** Client messages wait for the target's masking catalog to be read again (adoptMaskingCatalog). */
   private awaitingCatalog = false;
-  /** A message held back until the catalog is read again (`namesUnknownRelation`); handled before any other. */
+  /** A message held back until the catalog is read again (`catalogMissesRelation`); handled before any other. */
   private deferred: PgMessage | undefined;
   /**
    * The tracked search_path may differ from the server's: a statement that changes it finished (it may have been
@@ -259,13 +259,12 @@ export class ClientSession {
         if (!message) break;
         if (this.state === 'startup') this.handleStartupPacket(message);
         else if (this.state === 'password') this.handlePassword(message);
-        else if (this.namesUnknownRelation(message)) {
-          // Judged once the catalog has been read again: the relation may be a view the policy must see through.
+        else if (!this.handleProxyMessage(message, toUpstream)) {
+          // Judged once the catalog has been read again: the relation it names may be a view the policy must see
+          // through. When another session already has the new read, the message is handled on the next turn.
           this.deferred = message;
           if (!this.adoptMaskingCatalog()) break;
-          this.deferred = undefined;
-          this.handleProxyMessage(message, toUpstream);
-        } else this.handleProxyMessage(message, toUpstream);
+        }
       }
     } catch (error) {
       if (error instanceof ProtocolViolation) {
@@ -570,20 +569,16 @@ export class ClientSession {
   }
 
   /**
-   * Whether `message` (a Query or Parse) names a relation the target's catalog snapshot does not know, and that
+   * Whether `decision` was taken on a catalog snapshot that does not know a relation its statement names, and that
    * snapshot is old enough to be read again for it: a view created directly on the database since (by a migration,
    * say) must reach the policy before the statement that uses it is judged — a rule holding writes to its table, or
    * inference protection on the masked columns behind it. The snapshot is then invalidated. A relation that does not
    * exist at all costs one read per CATALOG_RECHECK_MS at most.
    */
-  private namesUnknownRelation(message: PgMessage): boolean {
+  private catalogMissesRelation(decision: StatementDecision): boolean {
     const known = this.maskedKeys.relationNames;
-    if (known === null || (message.type !== FrontendCode.Query && message.type !== FrontendCode.Parse)) return false;
-    const text = message.type === FrontendCode.Query
-      ? readCString(message.body, 0).value
-      : readCString(message.body, readCString(message.body, 0).next).value;
-    const relations = this.decide(this.context!, message.type === FrontendCode.Query ? 'query' : 'parse', text).relations;
-    if (relations === undefined || relations.every((name) => known.has(name))) return false;
+    const { relations } = decision;
+    if (known === null || relations === undefined || relations.every((name) => known.has(name))) return false;
     if (Date.now() - this.maskedKeys.readAt < CATALOG_RECHECK_MS) return false;
     this.deps.log.log('info', 'masking.catalog_stale', { connection: this.connectionId, target: this.target!.name });
     this.deps.maskCatalog.invalidate(this.target!.name, this.maskedKeys);
@@ -602,21 +597,27 @@ export class ClientSession {
     }
   }
 
-  private handleProxyMessage(message: PgMessage, toUpstream: Buffer[]): void {
+  /**
+   * Handles one client message in the proxy phase. Returns false, having done nothing, for a statement that must wait
+   * for the catalog to be read again (`catalogMissesRelation`).
+   */
+  private handleProxyMessage(message: PgMessage, toUpstream: Buffer[]): boolean {
     const context = this.context!;
     const now = Date.now();
     switch (message.type) {
       case FrontendCode.Query: {
         const text = readCString(message.body, 0).value;
         const decision = this.decide(context, 'query', text);
+        if (this.catalogMissesRelation(decision)) return false;
         this.track(this.entry('query', 'query', text, now, decision));
         toUpstream.push(isRefusal(decision) ? serialize.query(DENIAL_PLACEHOLDER_SQL) : message.raw);
-        return;
+        return true;
       }
       case FrontendCode.Parse: {
         const name = readCString(message.body, 0);
         const text = readCString(message.body, name.next).value;
         const decision = this.decide(context, 'parse', text);
+        if (this.catalogMissesRelation(decision)) return false;
         if (!isRefusal(decision)) {
           this.statements.set(name.value, { text, decision });
           toUpstream.push(message.raw);
@@ -626,7 +627,7 @@ export class ClientSession {
           this.track(this.entry('refused-step', 'parse', text, now, decision));
           toUpstream.push(serialize.parse({ name: name.value, text: DENIAL_PLACEHOLDER_SQL }));
         }
-        return;
+        return true;
       }
       case FrontendCode.Bind: {
         const portal = readCString(message.body, 0);
@@ -640,11 +641,11 @@ export class ClientSession {
           this.portals.delete(portal.value);
           this.track(this.entry('refused-step', 'bind', statement.text, now, refused));
           toUpstream.push(serialize.parse({ name: '', text: DENIAL_PLACEHOLDER_SQL }));
-          return;
+          return true;
         }
         this.portals.set(portal.value, statement ?? { text: '', decision: UNKNOWN_STATEMENT });
         toUpstream.push(message.raw);
-        return;
+        return true;
       }
       case FrontendCode.Execute: {
         const portal = readCString(message.body, 0).value;
@@ -652,7 +653,7 @@ export class ClientSession {
         const statement = prepared ?? { text: '', decision: UNKNOWN_STATEMENT };
         this.track({ ...this.entry('execute', 'execute', statement.text, now, statement.decision), ...(prepared ? { prepared } : {}) });
         toUpstream.push(message.raw);
-        return;
+        return true;
       }
       case FrontendCode.Describe: {
         const kind = message.body[0];
@@ -663,19 +664,19 @@ export class ClientSession {
           this.inFlight.push({ ...this.entry('describe', 'parse', prepared.text, now, UNKNOWN_STATEMENT), prepared });
         }
         toUpstream.push(message.raw);
-        return;
+        return true;
       }
       case FrontendCode.Sync:
         this.track(this.entry('sync', 'execute', '', now, UNKNOWN_STATEMENT));
         toUpstream.push(message.raw);
-        return;
+        return true;
       case FrontendCode.Close: {
         const kind = message.body[0];
         const name = readCString(message.body, 1).value;
         if (kind === 0x53 /* 'S' */) this.statements.delete(name);
         else this.portals.delete(name);
         toUpstream.push(message.raw);
-        return;
+        return true;
       }
       case FrontendCode.FunctionCall: {
         const decision = this.decide(context, 'function-call', '<fastpath function call>');
@@ -683,22 +684,22 @@ export class ClientSession {
           // A fastpath call has no SQL to replace: a failing simple Query stands in for it, answered in order.
           this.track(this.entry('query', 'function-call', '<fastpath function call>', now, decision));
           toUpstream.push(serialize.query(DENIAL_PLACEHOLDER_SQL));
-          return;
+          return true;
         }
         this.track(this.entry('function-call', 'function-call', '<fastpath function call>', now, decision));
         toUpstream.push(message.raw);
-        return;
+        return true;
       }
       case FrontendCode.Flush:
       case FrontendCode.CopyData:
       case FrontendCode.CopyDone:
       case FrontendCode.CopyFail:
         toUpstream.push(message.raw);
-        return;
+        return true;
       case FrontendCode.Terminate:
         toUpstream.push(message.raw);
         this.state = 'closed';
-        return;
+        return true;
       default:
         throw new ProtocolViolation(`unexpected message type 0x${message.type.toString(16)}`);
     }
