@@ -20,7 +20,7 @@ import type { TargetConfig } from '../config/load.js';
 import { classifyStatements, loadStatementParser, type Classification } from '../policy/classify.js';
 import { strictestStyle, type MaskStyle } from './mask.js';
 import type { Logger } from '../log.js';
-import { NO_CATALOG, policyCatalog, type PolicyCatalog, type RenamedColumn } from '../policy/target-catalog.js';
+import { catalogColumnName, NO_CATALOG, policyCatalog, type PolicyCatalog, type RenamedColumn } from '../policy/target-catalog.js';
 import {
   maskedViewColumnsByName, maskViewColumns, policyViews, relationName, type MaskedViewColumns, type ViewDefinition,
 } from './view-lineage.js';
@@ -198,10 +198,7 @@ export class MaskedColumnCatalog {
     // View definitions are read with the statement grammar (loaded before the gateway serves; a no-op then).
     await loadStatementParser();
     const names = [...this.columns.keys()];
-    const triples = names.map((name) => {
-      const parts = name.split('.');
-      return parts.length === 3 ? parts : ['public', ...parts];
-    });
+    const triples = names.map((name) => catalogColumnName(name).split('.'));
     const client = new pg.Client({
       host: target.host,
       port: target.port,
@@ -277,7 +274,7 @@ export class MaskedColumnCatalog {
       for (const row of moved.rows) {
         const name = lost[Number(row.position) - 1]!;
         addMasked(name, Number(row.oid), row.attnum, row.column);
-        renamedColumns.push({ schema: row.schema, table: row.table, column: row.column, policyName: qualifiedName(name) });
+        renamedColumns.push({ schema: row.schema, table: row.table, column: row.column, policyName: catalogColumnName(name) });
       }
     }
 
@@ -297,7 +294,7 @@ export class MaskedColumnCatalog {
     const missingColumns = new Set<string>();
     names.forEach((name, index) => {
       if (!locations.has(name) && relationOids.has(relationName(triples[index]![0]!, triples[index]![1]!))) {
-        missingColumns.add(qualifiedName(name));
+        missingColumns.add(catalogColumnName(name));
       }
     });
 
@@ -388,10 +385,10 @@ export class MaskedColumnCatalog {
   /** Keeps where the masked columns were found (saved when it changed), and reports renamed and missing ones. */
   private async remember(targetName: string, locations: ReadonlyMap<string, ColumnLocation>, catalog: PolicyCatalog): Promise<void> {
     const known = this.found.get(targetName) ?? new Map<string, ColumnLocation>();
-    const changed = [...locations].filter(([name, at]) => known.get(name)?.tableOid !== at.tableOid || known.get(name)?.attnum !== at.attnum);
+    const changed = [...locations].some(([name, at]) => known.get(name)?.tableOid !== at.tableOid || known.get(name)?.attnum !== at.attnum);
     for (const [name, at] of locations) known.set(name, at);
     this.found.set(targetName, known);
-    if (changed.length > 0 && this.locations) {
+    if (changed && this.locations) {
       // Not saving costs only the memory of a rename across a restart: masking goes on with this read.
       await this.locations.save(targetName, known).catch((error: unknown) => {
         this.log?.log('warn', 'masking.locations_not_saved', { target: targetName, reason: (error as Error).message });
@@ -404,9 +401,4 @@ export class MaskedColumnCatalog {
     }
     for (const missing of catalog.missingColumns) this.log?.log('warn', 'masking.column_missing', { target: targetName, column: missing });
   }
-}
-
-/** A policy column name as the catalog resolves it: `schema.table.column`, an unqualified table in schema public. */
-function qualifiedName(name: string): string {
-  return name.split('.').length === 3 ? name : `public.${name}`;
 }

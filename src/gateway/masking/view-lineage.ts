@@ -84,8 +84,6 @@ export function maskViewColumns(input: ViewLineageInput): ViewColumnMasks {
   const byName = new Map<number, Map<string, ColumnMask>>();
   const resolving = new Set<number>();
 
-  const relationOid = (source: TableColumn): number | undefined => relationOfName(input, source);
-
   /** The masked columns of a relation by name: a table's from the policy, a view's from its definition. */
   const columnsOf = (oid: number): ReadonlyMap<string, ColumnMask> => {
     const view = views.get(oid);
@@ -108,7 +106,7 @@ export function maskViewColumns(input: ViewLineageInput): ViewColumnMasks {
 
   /** What a source of a view column carries: a masked column's mask, a whole row's strictest, or nothing. */
   const sourceMask = (source: TableColumn): ColumnMask | undefined => {
-    const oid = relationOid(source);
+    const oid = relationOfName(input, source);
     // A name no relation has: not a table or view of this database (the lineage resolves CTEs and subqueries).
     if (oid === undefined) return undefined;
     const columns = columnsOf(oid);

@@ -77,7 +77,7 @@ import type {
 } from './classify.js';
 import { strictestStyle } from '../masking/mask.js';
 import { assessFunction, BUILTIN_SCHEMA } from './functions.js';
-import { NO_CATALOG, withCatalog, type PolicyCatalog, type StatementInCatalog } from './target-catalog.js';
+import { catalogColumnName, NO_CATALOG, withCatalog, type PolicyCatalog, type StatementInCatalog } from './target-catalog.js';
 
 // ---------------------------------------------------------------------------------------------------------------------
 // Model
@@ -548,8 +548,7 @@ class EvaluationContext {
     for (const rule of matched) {
       if (rule.action !== 'mask') continue;
       for (const column of rule.columns) {
-        // Resolved as the catalog resolves the policy's names: an unqualified table is in schema public.
-        const name = column.split('.').length === 3 ? column : `public.${column}`;
+        const name = catalogColumnName(column);
         if (!missing.has(name)) continue;
         const [schema, table] = name.split('.') as [string, string, string];
         const touched = statement.tables.some((used) => nameMatches({ schema, name: table }, tableSpec(used), searchPath, false));

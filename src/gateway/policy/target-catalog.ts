@@ -65,6 +65,15 @@ export interface PolicyCatalog {
   missingColumns: ReadonlySet<string>;
 }
 
+/**
+ * The masked column a policy's column name stands for in the target's catalog, `schema.table.column`: a name without
+ * a schema (`customers.email`) is the table in schema public. The catalog resolves names this way, and reports
+ * renamed and missing columns under it.
+ */
+export function catalogColumnName(policyColumn: string): string {
+  return policyColumn.split('.').length === 3 ? policyColumn : `public.${policyColumn}`;
+}
+
 export const NO_CATALOG: PolicyCatalog = { version: '', views: new Map(), renamedColumns: [], missingColumns: new Set() };
 
 /** A PolicyCatalog with its version: a digest of the content, so that a catalog read that changes nothing keeps it. */
