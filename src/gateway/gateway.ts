@@ -14,7 +14,7 @@ import { createPolicyStatementHook, type StatementHook } from './policy/statemen
 import { loadStatementParser } from './policy/classify.js';
 import { DecisionCache } from './policy/decision-cache.js';
 import { MaskedColumnCatalog } from './masking/catalog.js';
-import { createMasker, type MaskStyle } from './masking/mask.js';
+import { createMasker, strictestStyle, type MaskStyle } from './masking/mask.js';
 import { CancelKeyRegistry } from './proxy/cancel-keys.js';
 import { PgListener } from './proxy/pg-listener.js';
 import { StateStore } from './store/state-store.js';
@@ -62,12 +62,11 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
     ? options.hook(audit)
     : createPolicyStatementHook({ audit, policy: config.policy, cache: new DecisionCache() });
   // Each masked column with its rule's style; a column in several rules gets the strictest style.
-  const strictness = { partial: 0, hash: 1, redact: 2, null: 3 } as const;
   const maskedColumns = new Map<string, MaskStyle>();
   for (const rule of config.policy?.rules ?? []) {
     for (const column of rule.columns) {
       const current = maskedColumns.get(column);
-      if (!current || strictness[rule.style] > strictness[current]) maskedColumns.set(column, rule.style);
+      maskedColumns.set(column, current === undefined ? rule.style : strictestStyle([current, rule.style]));
     }
   }
   // Deterministic masking must be keyed per deployment and unguessable: derive the key from the signing key.
