@@ -108,9 +108,13 @@ export async function startEmbeddedPostgres(stateDir: string): Promise<EmbeddedP
   const passwordFile = join(stateDir, 'secrets', 'embedded-postgres-password');
   const spawnAs = user ? { uid: user.uid, gid: user.gid } : {};
 
-  let password: string;
+  // A data directory is ours only with its password, kept in the state dir. As root the two live apart: a state dir
+  // removed to start over leaves a data directory nobody can log in to any more, so it is initialised again.
+  const saved = await readFile(passwordFile, 'utf8').then((text) => text.trim(), () => undefined);
   const initialised = await access(join(dataDir, 'PG_VERSION')).then(() => true, () => false);
-  if (!initialised) {
+  let password: string;
+  if (saved !== undefined && initialised) password = saved;
+  else {
     await rm(dataDir, { recursive: true, force: true });
     await mkdir(dataDir, { recursive: true, mode: 0o700 });
     if (user) await chown(dataDir, user.uid, user.gid);
@@ -126,8 +130,6 @@ export async function startEmbeddedPostgres(stateDir: string): Promise<EmbeddedP
     } finally {
       await rm(initPasswordFile, { force: true });
     }
-  } else {
-    password = (await readFile(passwordFile, 'utf8')).trim();
   }
   await chmod(dataDir, 0o700);
 
