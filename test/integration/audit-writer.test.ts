@@ -48,6 +48,52 @@ describe('audit writer', () => {
     await writer.close();
   });
 
+  it('writes records of any size and script exactly, across chunks and COPY statements', async () => {
+    const writer = new AuditWriter(store, { gateway: 'test', batchSize: 1_000_000 });
+    // Larger than one encoding chunk (64 KiB) and, with the rest, than one COPY (1 MiB); every kind of character
+    // COPY text format escapes, and characters of 2, 3 and 4 bytes in UTF-8.
+    const huge = `select '${'ü€😀\t\n\r\\ '.repeat(40_000)}'`;
+    const texts = [
+      ...Array.from({ length: 3_000 }, (_, i) => `select ${i} /* ${'x'.repeat(300)} */`),
+      huge,
+      'select 1 -- after the huge one',
+      huge.slice(0, 70_000),
+    ];
+    for (const [sequence, statement] of texts.entries()) {
+      writer.append({ ...statementRecord(sequence, 'sizes'), statement, detail: Object.freeze({ sequence }) });
+    }
+    await writer.flush();
+    const { rows } = await store.pool.query<{ statement: string }>(
+      "select statement from dbgate_audit_events where subject = 'sizes' order by id");
+    expect(rows.map((row) => row.statement)).toEqual(texts);
+    await writer.close();
+  });
+
+  it('starts one COPY per batch, not one per record, while earlier batches are still being written', async () => {
+    const writer = new AuditWriter(store, { gateway: 'test', batchSize: 100 });
+    let copies = 0;
+    const connect = store.pool.connect.bind(store.pool);
+    store.pool.connect = (() => {
+      copies += 1;
+      return connect();
+    }) as typeof store.pool.connect;
+    try {
+      // Appended a few at a time with I/O in between, as statements finish: flushes overlap the appends.
+      for (let sequence = 0; sequence < 2_000; sequence += 1) {
+        writer.append(statementRecord(sequence, 'batches'));
+        if (sequence % 10 === 9) await new Promise((resolve) => setImmediate(resolve));
+      }
+      await writer.flush();
+    } finally {
+      store.pool.connect = connect as typeof store.pool.connect;
+    }
+    const { rows } = await store.pool.query<{ n: number }>("select count(*)::int as n from dbgate_audit_events where subject = 'batches'");
+    expect(rows[0]!.n).toBe(2_000);
+    expect(copies).toBeGreaterThan(0);
+    expect(copies).toBeLessThanOrEqual(21);
+    await writer.close();
+  });
+
   it('turns unhealthy while the store refuses writes, keeps every record, and recovers by itself', async () => {
     const errors: string[] = [];
     const writer = new AuditWriter(store, { gateway: 'test', onError: (error) => errors.push(error.message) });

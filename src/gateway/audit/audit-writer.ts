@@ -10,17 +10,8 @@ import { pipeline } from 'node:stream/promises';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { StateStore } from '../store/state-store.js';
 
-export interface AuditRecord {
-  occurredAt: Date;
-  event:
-    | 'statement'
-    | 'connection.open'
-    | 'connection.refused'
-    | 'connection.close'
-    | 'connection.terminated'
-    | 'credential.issue'
-    | 'credential.revoke';
-  outcome: 'ok' | 'error' | 'denied' | 'cancelled' | 'skipped';
+/** Who a record is about: the fields every record of one connection shares. */
+export interface AuditParty {
   subject?: string | undefined;
   /** RFC 8693 actor chain: who acted on behalf of `subject`. */
   actors?: string[] | undefined;
@@ -30,12 +21,36 @@ export interface AuditRecord {
   /** The `dbgate connect` tunnel a connection came through (a UUID; see TUNNEL_ID_PARAMETER). */
   tunnelId?: string | undefined;
   target?: string | undefined;
+}
+
+/** What happened. */
+export interface AuditEvent {
+  /** A Date, or milliseconds since the epoch. */
+  occurredAt: Date | number;
+  event:
+    | 'statement'
+    | 'connection.open'
+    | 'connection.refused'
+    | 'connection.close'
+    | 'connection.terminated'
+    | 'credential.issue'
+    | 'credential.revoke';
+  outcome: 'ok' | 'error' | 'denied' | 'cancelled' | 'skipped';
   statement?: string | undefined;
   protocolStep?: string | undefined;
   sqlState?: string | undefined;
   rows?: number | undefined;
   durationMs?: number | undefined;
-  detail?: Record<string, unknown> | undefined;
+  /** JSON details. A frozen object is encoded once however many records share it (a decision's rule, say). */
+  detail?: Readonly<Record<string, unknown>> | undefined;
+}
+
+export type AuditRecord = AuditParty & AuditEvent;
+
+/** A party's fields, encoded for COPY once (`AuditWriter.party`): statement records of a connection repeat them. */
+export class EncodedParty {
+  /** @internal The party's columns of a COPY line, each followed by a tab. */
+  constructor(readonly columns: string) {}
 }
 
 export interface AuditWriterOptions {
@@ -50,12 +65,36 @@ export interface AuditWriterOptions {
   onError?: (error: Error) => void;
 }
 
-/** Rows per INSERT: large enough to amortise the round trip, small enough to keep one statement short. */
-const ROWS_PER_STATEMENT = 2_000;
+/** Encoded records, whole COPY lines, in order. */
+interface Chunk {
+  bytes: Buffer;
+  records: number;
+}
+
+/**
+ * Records are encoded as they are appended, into chunks of this size outside the JavaScript heap: a record waiting
+ * for its flush is then a few hundred bytes of a buffer, not an object graph the garbage collector copies and
+ * promotes (at thousands of statements per second, tens of milliseconds of waiting outlive a young-generation cycle).
+ */
+const CHUNK_BYTES = 64 * 1024;
+/** Bytes per COPY: large enough to amortise the round trip, small enough to keep one statement short. */
+const BYTES_PER_STATEMENT = 1024 * 1024;
 const RETRY_MS = 1_000;
 
+/** The table's columns in the order of an encoded line: the party's first, so they can be encoded once. */
+const COPY_STATEMENT = `copy dbgate_audit_events (gateway, subject, actors, session_id, connection_id, client_addr, tunnel_id, target,
+  occurred_at, event, statement, protocol_step, outcome, sqlstate, rows, duration_ms, detail) from stdin`;
+
 export class AuditWriter {
-  private pending: AuditRecord[] = [];
+  /** Sealed chunks waiting for a flush, then the one being filled (`filling`, `filled` bytes, `fillingRecords`). */
+  private pending: Chunk[] = [];
+  private filling: Buffer | null = null;
+  private filled = 0;
+  private fillingRecords = 0;
+  /** Records appended since the last flush began. */
+  private queuedRecords = 0;
+  /** Records not yet written: queued, or in a flush under way or failed. */
+  private unwrittenRecords = 0;
   private flushing: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
   private failing = false;
@@ -63,6 +102,11 @@ export class AuditWriter {
   private readonly flushIntervalMs: number;
   private readonly batchSize: number;
   private readonly maxPending: number;
+  private readonly gateway: string;
+  /** The last timestamp encoded: statements finishing in the same millisecond share it. */
+  private lastTime = Number.NaN;
+  private lastTimeText = '';
+  private readonly encodedDetails = new WeakMap<object, string>();
 
   constructor(
     private readonly store: StateStore,
@@ -71,16 +115,34 @@ export class AuditWriter {
     this.flushIntervalMs = options.flushIntervalMs ?? 50;
     this.batchSize = options.batchSize ?? 500;
     this.maxPending = options.maxPending ?? 50_000;
+    this.gateway = copyText(options.gateway);
   }
 
   /** False while the store is refusing writes or the backlog is too long: the gateway must not run statements. */
   get healthy(): boolean {
-    return !this.failing && this.pending.length < this.maxPending;
+    return !this.failing && this.unwrittenRecords < this.maxPending;
+  }
+
+  /** Encodes `party` for `appendFor`. */
+  party(party: AuditParty): EncodedParty {
+    return new EncodedParty(`${this.gateway}\t${copyField(party.subject)}\t${copyText(arrayLiteral(party.actors ?? []))}\t` +
+      `${copyField(party.sessionId)}\t${copyField(party.connectionId)}\t${copyField(party.clientAddress)}\t` +
+      `${copyField(party.tunnelId)}\t${copyField(party.target)}\t`);
   }
 
   append(record: AuditRecord): void {
-    this.pending.push(record);
-    if (this.pending.length >= this.batchSize) void this.flush();
+    this.appendFor(this.party(record), record);
+  }
+
+  /** Appends a record about an encoded party (the statements of one connection). */
+  appendFor(party: EncodedParty, event: AuditEvent): void {
+    this.write(`${party.columns}${this.timeText(event.occurredAt)}\t${event.event}\t${copyField(event.statement)}\t` +
+      `${copyField(event.protocolStep)}\t${event.outcome}\t${copyField(event.sqlState)}\t${event.rows ?? '\\N'}\t` +
+      `${event.durationMs ?? '\\N'}\t${this.detailText(event.detail)}\n`);
+    this.queuedRecords += 1;
+    this.unwrittenRecords += 1;
+    // Once per batch: while an earlier flush is still writing, this one waits for it and then takes all queued.
+    if (this.queuedRecords === this.batchSize) void this.flush();
     else this.timer ??= setTimeout(() => void this.flush(), this.flushIntervalMs);
   }
 
@@ -91,9 +153,11 @@ export class AuditWriter {
       this.timer = null;
     }
     while (this.flushing) await this.flushing;
+    this.seal();
     if (this.pending.length === 0) return;
     const batch = this.pending;
     this.pending = [];
+    this.queuedRecords = 0;
     this.flushing = this.writeAll(batch).finally(() => {
       this.flushing = null;
     });
@@ -106,19 +170,47 @@ export class AuditWriter {
     await this.flush();
   }
 
+  /** One COPY line into the chunk being filled, or a new one when it might not fit. */
+  private write(line: string): void {
+    // A UTF-16 code unit takes at most 3 bytes in UTF-8.
+    const room = line.length * 3;
+    if (this.filling === null || this.filling.length - this.filled < room) {
+      this.seal();
+      this.filling = Buffer.allocUnsafeSlow(Math.max(CHUNK_BYTES, room));
+    }
+    this.filled += this.filling.write(line, this.filled, 'utf8');
+    this.fillingRecords += 1;
+  }
+
+  /** Queues the chunk being filled. */
+  private seal(): void {
+    if (this.filling === null || this.fillingRecords === 0) return;
+    this.pending.push({ bytes: this.filling.subarray(0, this.filled), records: this.fillingRecords });
+    this.filling = null;
+    this.filled = 0;
+    this.fillingRecords = 0;
+  }
+
   /** Writes a backlog in bounded statements; on failure keeps what was not written, in order, for the next try. */
-  private async writeAll(batch: AuditRecord[]): Promise<void> {
-    for (let offset = 0; offset < batch.length; offset += ROWS_PER_STATEMENT) {
+  private async writeAll(batch: Chunk[]): Promise<void> {
+    let start = 0;
+    while (start < batch.length) {
+      let end = start;
+      let bytes = 0;
+      while (end < batch.length && (end === start || bytes + batch[end]!.bytes.length <= BYTES_PER_STATEMENT)) bytes += batch[end++]!.bytes.length;
+      const statement = batch.slice(start, end);
       try {
-        await this.insert(batch.slice(offset, offset + ROWS_PER_STATEMENT));
+        await this.insert(statement);
       } catch (error) {
         this.failing = true;
-        this.pending = batch.slice(offset).concat(this.pending);
+        this.pending = batch.slice(start).concat(this.pending);
         this.options.onError?.(error as Error);
         if (this.closed) throw error;
         this.timer ??= setTimeout(() => void this.flush(), RETRY_MS);
         return;
       }
+      for (const chunk of statement) this.unwrittenRecords -= chunk.records;
+      start = end;
     }
     this.failing = false;
   }
@@ -128,24 +220,34 @@ export class AuditWriter {
    * per-row planning), and no limit on rows per statement.
    * @see https://www.postgresql.org/docs/current/sql-copy.html#id-1.9.3.55.9.2 (text format)
    */
-  private async insert(records: AuditRecord[]): Promise<void> {
-    const gateway = copyText(this.options.gateway);
-    let text = '';
-    for (const r of records) {
-      text += `${r.occurredAt.toISOString()}\t${gateway}\t${r.event}\t${copyField(r.subject)}\t${copyText(arrayLiteral(r.actors ?? []))}\t${copyField(r.sessionId)}\t${copyField(r.connectionId)}\t${copyField(r.clientAddress)}\t${copyField(r.tunnelId)}\t${copyField(r.target)}\t${copyField(r.statement)}\t${copyField(r.protocolStep)}\t${r.outcome}\t${copyField(r.sqlState)}\t${r.rows ?? '\\N'}\t${r.durationMs ?? '\\N'}\t${copyText(JSON.stringify(r.detail ?? {}))}\n`;
-    }
+  private async insert(chunks: Chunk[]): Promise<void> {
     const client = await this.store.pool.connect();
     try {
-      const stream = client.query(copyFrom(
-        `copy dbgate_audit_events (occurred_at, gateway, event, subject, actors, session_id, connection_id, client_addr,
-           tunnel_id, target, statement, protocol_step, outcome, sqlstate, rows, duration_ms, detail) from stdin`));
-      await pipeline(Readable.from([Buffer.from(text, 'utf8')]), stream);
+      const stream = client.query(copyFrom(COPY_STATEMENT));
+      await pipeline(Readable.from(chunks.map((chunk) => chunk.bytes)), stream);
       client.release();
     } catch (error) {
       // A connection whose COPY failed midway is not trusted again.
       client.release(true);
       throw error;
     }
+  }
+
+  private timeText(occurredAt: Date | number): string {
+    const time = typeof occurredAt === 'number' ? occurredAt : occurredAt.getTime();
+    if (time !== this.lastTime) {
+      this.lastTime = time;
+      this.lastTimeText = new Date(time).toISOString();
+    }
+    return this.lastTimeText;
+  }
+
+  private detailText(detail: Readonly<Record<string, unknown>> | undefined): string {
+    if (detail === undefined) return '{}';
+    if (!Object.isFrozen(detail)) return copyText(JSON.stringify(detail));
+    let text = this.encodedDetails.get(detail);
+    if (text === undefined) this.encodedDetails.set(detail, (text = copyText(JSON.stringify(detail))));
+    return text;
   }
 }
 

@@ -5,7 +5,7 @@
  * every outcome is recorded with its rule.
  */
 import type { TargetConfig } from '../config/load.js';
-import type { AuditWriter } from '../audit/audit-writer.js';
+import type { AuditWriter, EncodedParty } from '../audit/audit-writer.js';
 import type { Identity } from '../identity/credentials.js';
 import type { ErrorFields } from '../wire/backend-messages.js';
 import { SqlState } from '../wire/protocol.js';
@@ -85,7 +85,7 @@ export interface CompletedStatement {
   rows: number | undefined;
   decision: StatementDecision | undefined;
   /** Result columns whose values were masked. */
-  maskedColumns: string[];
+  maskedColumns: readonly string[];
 }
 
 export interface StatementHook {
@@ -111,6 +111,8 @@ export interface PolicyHookOptions {
 }
 
 export function createPolicyStatementHook({ audit, policy, cache }: PolicyHookOptions): StatementHook {
+  /** Each connection's audit fields, encoded once for all its statements. */
+  const parties = new WeakMap<ConnectionContext, EncodedParty>();
   return {
     decideStatement(connection, event) {
       if (!audit.healthy) {
@@ -137,33 +139,47 @@ export function createPolicyStatementHook({ audit, policy, cache }: PolicyHookOp
     },
 
     recordStatement(connection, statement) {
-      const detail: Record<string, unknown> = {};
-      if (statement.decision) {
-        detail['decision'] = statement.decision.action;
-        detail['rule'] = statement.decision.rule;
+      let party = parties.get(connection);
+      if (party === undefined) {
+        const { identity } = connection;
+        party = audit.party({
+          subject: identity.subject,
+          actors: identity.actors,
+          sessionId: identity.sessionId,
+          connectionId: connection.connectionId,
+          clientAddress: connection.clientAddress,
+          tunnelId: connection.tunnelId,
+          target: connection.target.name,
+        });
+        parties.set(connection, party);
       }
-      if (statement.maskedColumns.length > 0) detail['masked_columns'] = statement.maskedColumns;
-      audit.append({
-        occurredAt: new Date(statement.startedAt),
+      audit.appendFor(party, {
+        occurredAt: statement.startedAt,
         event: 'statement',
-        subject: connection.identity.subject,
-        actors: connection.identity.actors,
-        sessionId: connection.identity.sessionId,
-        connectionId: connection.connectionId,
-        clientAddress: connection.clientAddress,
-        tunnelId: connection.tunnelId,
-        target: connection.target.name,
         statement: statement.text,
         protocolStep: statement.step,
         outcome: statement.outcome,
         sqlState: statement.sqlState,
         rows: statement.rows,
         durationMs: statement.finishedAt - statement.startedAt,
-        detail,
+        detail: auditDetail(statement.decision, statement.maskedColumns),
       });
     },
   };
 }
+
+/** What a decision contributes to the audit detail, one frozen object per decision (the writer encodes it once). */
+const decisionDetails = new WeakMap<StatementDecision, Readonly<Record<string, unknown>>>();
+
+function auditDetail(decision: StatementDecision | undefined, maskedColumns: readonly string[]): Readonly<Record<string, unknown>> {
+  if (decision === undefined) return maskedColumns.length > 0 ? { masked_columns: maskedColumns } : NO_DETAIL;
+  if (maskedColumns.length > 0) return { decision: decision.action, rule: decision.rule, masked_columns: maskedColumns };
+  let detail = decisionDetails.get(decision);
+  if (detail === undefined) decisionDetails.set(decision, (detail = Object.freeze({ decision: decision.action, rule: decision.rule })));
+  return detail;
+}
+
+const NO_DETAIL = Object.freeze({});
 
 /**
  * The proxy's decision built from each cached policy decision, once: texts that share a cached decision (pgbench

@@ -102,8 +102,8 @@ interface InFlight {
   sqlState: string | undefined;
   /** The policy's decision; for deny/hold the server's error for the placeholder is swapped for its error. */
   decision: StatementDecision;
-  /** Result columns whose values were masked, for the audit record. */
-  maskedColumns: Set<string>;
+  /** Result columns whose values were masked, for the audit record (absent: none). */
+  maskedColumns: Set<string> | undefined;
   /** execute and describe: the prepared statement (or portal) they refer to. */
   prepared?: PreparedStatement;
 }
@@ -125,6 +125,8 @@ const SMALL_WRITE_BYTES = Buffer.poolSize >>> 1;
 
 /** A statement naming a relation the catalog does not know has it read again, unless the read is younger than this. */
 const CATALOG_RECHECK_MS = 1_000;
+
+const NONE: readonly string[] = Object.freeze([]);
 
 /** For Execute/Sync of statements the gateway never saw parsed (nothing to judge; they fail upstream). */
 const UNKNOWN_STATEMENT: StatementDecision = { action: 'allow', rule: 'builtin:unknown-statement', changesSchema: false };
@@ -725,7 +727,7 @@ export class ClientSession {
       dataRowsAtStart: this.dataRows,
       sqlState: undefined,
       decision,
-      maskedColumns: new Set(),
+      maskedColumns: undefined,
     };
   }
 
@@ -900,7 +902,7 @@ export class ClientSession {
   }
 
   private endResult(head: InFlight | undefined): void {
-    if (this.currentMasker && head) for (const column of this.currentMasker.maskedColumns) head.maskedColumns.add(column);
+    if (this.currentMasker && head) for (const column of this.currentMasker.maskedColumns) (head.maskedColumns ??= new Set()).add(column);
     this.currentMasker = null;
     if (this.relay) this.relay.rewriteRow = null;
   }
@@ -951,7 +953,7 @@ export class ClientSession {
       sqlState: entry.sqlState,
       rows,
       decision: entry.kind === 'sync' ? undefined : entry.decision,
-      maskedColumns: [...entry.maskedColumns],
+      maskedColumns: entry.maskedColumns ? [...entry.maskedColumns] : NONE,
     });
   }
 
