@@ -177,6 +177,11 @@ export class ClientSession {
   private relay: BackendRelay | undefined;
   private clientKey: { processId: number; secretKey: number } | undefined;
   private readonly inFlight: InFlight[] = [];
+  /**
+   * Statements whose answer is in the chunk being relayed. They are recorded once it is written: the client's answer
+   * does not wait for the audit bookkeeping (which cannot refuse anything any more; `decideStatement` gates on it).
+   */
+  private readonly answered: CompletedStatement[] = [];
   /** Statement texts by prepared-statement name ("" is the unnamed one) and by portal name. */
   private readonly statements = new Map<string, PreparedStatement>();
   private readonly portals = new Map<string, PreparedStatement>();
@@ -743,9 +748,12 @@ export class ClientSession {
   private sendUpstream(buffers: Buffer[]): void {
     const upstream = this.upstream?.socket;
     if (!upstream || upstream.destroyed) return;
-    upstream.cork();
-    for (const buffer of buffers) upstream.write(buffer);
-    upstream.uncork();
+    if (buffers.length === 1) upstream.write(buffers[0]!);
+    else {
+      upstream.cork();
+      for (const buffer of buffers) upstream.write(buffer);
+      upstream.uncork();
+    }
     if (this.state === 'closed') {
       upstream.end();
       return;
@@ -773,7 +781,10 @@ export class ClientSession {
       this.internalError(error);
       return;
     }
-    if (this.state === 'closed' || this.client.destroyed) return;
+    if (this.state === 'closed' || this.client.destroyed) {
+      this.recordAnswered();
+      return;
+    }
     // One write per chunk: a masked result turns a chunk into one buffer per rewritten row, and a socket write costs
     // far more than copying a few kilobytes.
     if (out.length === 1) {
@@ -789,6 +800,7 @@ export class ClientSession {
         if (this.client.writableLength > 0) this.upstream.reads.lend();
       }
     } else if (out.length > 1) this.client.write(Buffer.concat(out));
+    this.recordAnswered();
     // Backpressure: stop reading from the server while the client is slow, so a huge result stays in the server.
     if (this.client.writableNeedDrain && this.upstream && !this.upstream.socket.isPaused()) {
       this.upstream.socket.pause();
@@ -930,7 +942,7 @@ export class ClientSession {
     return replacement ? { replaceWith: [replacement] } : 'forward';
   }
 
-  /** Removes `entry` (the queue head) and hands it to the hook for the audit trail. */
+  /** Removes `entry` (the queue head) and queues it for the audit trail (`recordAnswered`). */
   private finish(entry: InFlight, outcome: CompletedStatement['outcome'], rows: number): void {
     if (this.inFlight[0] === entry) this.inFlight.shift();
     if (entry.kind === 'describe') return;
@@ -944,7 +956,7 @@ export class ClientSession {
       this.searchPathChangedSinceIdle = true;
       this.doubtSearchPath();
     }
-    this.deps.hook.recordStatement(this.context!, {
+    this.answered.push({
       step: entry.step,
       text: entry.text,
       startedAt: entry.startedAt,
@@ -955,6 +967,12 @@ export class ClientSession {
       decision: entry.kind === 'sync' ? undefined : entry.decision,
       maskedColumns: entry.maskedColumns ? [...entry.maskedColumns] : NONE,
     });
+  }
+
+  /** Hands the statements answered since the last call to the hook for the audit trail. */
+  private recordAnswered(): void {
+    for (const statement of this.answered) this.deps.hook.recordStatement(this.context!, statement);
+    this.answered.length = 0;
   }
 
   /** What a statement that ran changes for the decisions after it. */
@@ -1091,6 +1109,7 @@ export class ClientSession {
       if (entry.kind !== 'sync') this.finish(entry, 'cancelled', this.dataRows - entry.dataRowsAtStart);
       else this.inFlight.shift();
     }
+    this.recordAnswered();
     if (this.openedAt !== undefined && this.identity && this.target) {
       this.deps.log.log('info', 'connection.close', { connection: this.connectionId, subject: this.identity.subject, target: this.target.name });
       this.deps.audit.append({

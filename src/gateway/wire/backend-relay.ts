@@ -143,11 +143,17 @@ export class BackendRelay {
         return end;
       }
     }
-    const tail = chunk.subarray(start, end);
-    const whole = this.heldBytes === 0 ? tail : Buffer.concat([...this.held, tail], this.heldBytes + tail.length);
+    if (this.heldBytes === 0) {
+      // The whole message lies in this chunk: one view of its body, and when it passes, it stays part of the run.
+      const action = this.inspect(this.type, chunk.subarray(start + MESSAGE_HEADER_BYTES, end));
+      if (action === 'forward') return runStart;
+      this.flushRun(out, chunk, runStart, start);
+      out.push(...action.replaceWith);
+      return end;
+    }
+    const whole = Buffer.concat([...this.held, chunk.subarray(start, end)], this.heldBytes + end - start);
     const action = this.inspect(this.type, whole.subarray(MESSAGE_HEADER_BYTES));
     if (action === 'forward') {
-      if (this.heldBytes === 0) return runStart; // contiguous with the run: keep going, no copy
       this.flushRun(out, chunk, runStart, start);
       out.push(whole);
       this.clearHeld();
@@ -170,7 +176,7 @@ export class BackendRelay {
   }
 
   private flushRun(out: Buffer[], chunk: Buffer, runStart: number, end: number): void {
-    if (end > runStart) out.push(chunk.subarray(runStart, end));
+    if (end > runStart) out.push(runStart === 0 && end === chunk.length ? chunk : chunk.subarray(runStart, end));
   }
 
   private clearHeld(): void {
