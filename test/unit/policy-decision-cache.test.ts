@@ -108,6 +108,39 @@ describe('DecisionCache', () => {
     expect(cache.stats).toMatchObject({ misses: 2, hits: 10, normalizedHits: 10 });
   });
 
+  it('finds the normalised text of a verified literal shape without normalizing again', () => {
+    const cache = new DecisionCache();
+    const text = (aid: number | string): string => `SELECT abalance FROM pgbench_accounts WHERE aid = ${aid};`;
+    cache.decide(DEMO_POLICY, request(text(1)));
+    expect(cache.stats.shapeHits).toBe(0);
+    for (let aid = 2; aid < 12; aid += 1) {
+      const answer = cache.decide(DEMO_POLICY, request(text(aid)));
+      expect(cache.stats.shapeHits).toBe(aid - 1);
+      // The decision a cache that has to normalize (a fresh one) gives, and the one evaluation gives.
+      expect(answer.decision).toEqual(new DecisionCache().decide(DEMO_POLICY, request(text(aid))).decision);
+      expect(answer.decision).toEqual(evaluate(DEMO_POLICY, {
+        identity: alice, target: 'prod-orders', searchPath: ['$user', 'public'], classification: classifyStatements(text(aid)),
+      }));
+    }
+    expect(cache.stats).toMatchObject({ misses: 2, normalizedHits: 9 });
+    // An integer beyond int32 is another kind of literal: another shape, which normalize has not verified yet.
+    expect(cache.decide(DEMO_POLICY, request(text('2147483648'))).cached).toBe(true);
+    expect(cache.stats.shapeHits).toBe(10);
+  });
+
+  it('keeps normalizing the texts of a shape that fails verification, and still shares their decision', () => {
+    const cache = new DecisionCache();
+    const text = (id: number): string => `DELETE FROM orders WHERE id = -${id}`;
+    for (let id = 1; id < 8; id += 1) {
+      const answer = cache.decide(DEMO_POLICY, request(text(id)));
+      expect(answer.decision).toEqual(evaluate(DEMO_POLICY, {
+        identity: alice, target: 'prod-orders', searchPath: ['$user', 'public'], classification: classifyStatements(text(id)),
+      }));
+    }
+    // Normalize folds the sign into the constant (`id = $1`), so the shape `id = -<int>` never verifies.
+    expect(cache.stats).toMatchObject({ shapeHits: 0, misses: 2, normalizedHits: 5 });
+  });
+
   it('never shares a decision that read a literal: settings, set_config, positions', () => {
     const cache = new DecisionCache();
     const harmless = "SELECT set_config('application_name', 'report', false)";

@@ -19,14 +19,21 @@
  * Two texts with the same normalisation have the same parse tree but for constant values, so the decision carries
  * over. Everything else keeps the exact-text key.
  *
+ * Normalising is itself the largest cost left on that path (a few microseconds of WASM per text), so the cache also
+ * remembers normalised texts by literal shape (literal-shape.ts: the text with its literals replaced by markers of
+ * their kind, found by a pure-JS scan). A shape is remembered only once normalize has verified it — turned a text of
+ * that shape into exactly the shape with `$1` … `$n` for its markers — and then every text of the shape has that
+ * normalisation (the argument is in literal-shape.ts); texts the scan cannot vouch for keep calling normalize.
+ *
  * Statements longer than `maxStatementLength` are not cached (they are rarely repeated byte for byte, and would let
  * a client fill the cache with megabytes of text); `maxEntries` bounds each map.
  */
 import { classifyStatements, normalizeStatementText, type Classification } from './classify.js';
+import { literalShape, parameterizedShape } from './literal-shape.js';
 import { evaluate, type Decision, type EvaluationInput, type Policy } from './policy.js';
 
 export interface DecisionCacheOptions {
-  /** Entries per map (classifications, decisions). Default 10,000. */
+  /** Entries per map (classifications, decisions, shapes). Default 10,000. */
   maxEntries?: number;
   /** Longer statement texts are classified and judged every time. Default 8 KiB of characters. */
   maxStatementLength?: number;
@@ -48,6 +55,8 @@ export interface DecisionCacheStats {
   hits: number;
   /** Hits through the normalised text (included in `hits`). */
   normalizedHits: number;
+  /** Normalised texts found by a verified literal shape, without calling normalize. */
+  shapeHits: number;
   misses: number;
   classificationHits: number;
   size: number;
@@ -94,9 +103,12 @@ export class DecisionCache {
   private readonly classifications: LruMap<Classification>;
   /** Normalised keys of statements that missed once: a second miss of the same shape tries to share its decision. */
   private readonly shapes: LruMap<true>;
+  /** Normalised texts by verified literal shape (literal-shape.ts). */
+  private readonly normalizedByShape: LruMap<string>;
   private readonly maxStatementLength: number;
   private hits = 0;
   private normalizedHits = 0;
+  private shapeHits = 0;
   private misses = 0;
   private classificationHits = 0;
 
@@ -105,6 +117,7 @@ export class DecisionCache {
     this.decisions = new LruMap(maxEntries);
     this.classifications = new LruMap(maxEntries);
     this.shapes = new LruMap(maxEntries);
+    this.normalizedByShape = new LruMap(maxEntries);
     this.maxStatementLength = options.maxStatementLength ?? 8192;
   }
 
@@ -118,7 +131,7 @@ export class DecisionCache {
       this.hits += 1;
       return hit;
     }
-    const normalized = normalizedText(request.sql);
+    const normalized = this.normalizedText(request.sql);
     const normalizedKey = normalized === undefined ? undefined : decisionKey(policy, request, normalized, true);
     if (normalizedKey !== undefined) {
       const shared = this.decisions.get(normalizedKey);
@@ -138,6 +151,27 @@ export class DecisionCache {
       if (sameDecision(general.decision, result.decision)) this.decisions.set(normalizedKey, cached);
     }
     return result;
+  }
+
+  /**
+   * PostgreSQL's normalisation of `sql` (see `normalizedByParser`), from its verified literal shape when there is
+   * one. Otherwise normalize decides, and verifies the shape on the way: its answer is remembered for the shape only
+   * when it is the shape with `$1` … `$n` for its literals, which proves every text of the shape normalises to it.
+   */
+  private normalizedText(sql: string): string | undefined {
+    const shape = literalShape(sql);
+    if (shape !== undefined) {
+      const known = this.normalizedByShape.get(shape.key);
+      if (known !== undefined) {
+        this.shapeHits += 1;
+        return known;
+      }
+    }
+    const normalized = normalizedByParser(sql);
+    if (shape !== undefined && normalized !== undefined && normalized === parameterizedShape(shape)) {
+      this.normalizedByShape.set(shape.key, normalized);
+    }
+    return normalized;
   }
 
   /** Whether a statement of this normalised shape missed the cache before (and records that this one did). */
@@ -180,6 +214,7 @@ export class DecisionCache {
       misses: this.misses,
       classificationHits: this.classificationHits,
       normalizedHits: this.normalizedHits,
+      shapeHits: this.shapeHits,
       size: this.decisions.size,
     };
   }
@@ -189,6 +224,7 @@ export class DecisionCache {
     this.decisions.clear();
     this.classifications.clear();
     this.shapes.clear();
+    this.normalizedByShape.clear();
   }
 }
 
@@ -218,7 +254,7 @@ function decisionKey(policy: Policy, request: DecideRequest, sql: string, normal
  * PostgreSQL's normalisation of `sql` (constants → `$n`), or undefined when it has no constants (or does not parse):
  * then there is nothing to share.
  */
-function normalizedText(sql: string): string | undefined {
+function normalizedByParser(sql: string): string | undefined {
   let normalized: string;
   try {
     normalized = normalizeStatementText(sql);
