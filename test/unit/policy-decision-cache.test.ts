@@ -4,8 +4,8 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { classifyStatements, loadStatementParser } from '../../src/gateway/policy/classify.js';
-import { DecisionCache, type DecideRequest } from '../../src/gateway/policy/decision-cache.js';
-import { DEMO_POLICY, evaluate, parsePolicy } from '../../src/gateway/policy/policy.js';
+import { DecisionCache, type CachedDecision, type DecisionScope } from '../../src/gateway/policy/decision-cache.js';
+import { DEMO_POLICY, evaluate, parsePolicy, type Policy } from '../../src/gateway/policy/policy.js';
 
 beforeAll(async () => {
   await loadStatementParser();
@@ -14,16 +14,16 @@ beforeAll(async () => {
 const alice = { subject: 'alice', groups: ['engineering'], kind: 'human' as const };
 const bob = { subject: 'bob', groups: ['dba'], kind: 'human' as const };
 
-function request(sql: string, overrides: Partial<DecideRequest> = {}): DecideRequest {
-  return { identity: alice, target: 'prod-orders', searchPath: ['$user', 'public'], sql, ...overrides };
+function decideText(cache: DecisionCache, policy: Policy, sql: string, overrides: Partial<DecisionScope> = {}): CachedDecision {
+  return cache.decide(policy, { identity: alice, target: 'prod-orders', searchPath: ['$user', 'public'], ...overrides }, sql);
 }
 
 describe('DecisionCache', () => {
   it('answers a repeated statement from the cache with the decision evaluation gives', () => {
     const cache = new DecisionCache();
     const sql = 'DELETE FROM orders WHERE id = 1';
-    const first = cache.decide(DEMO_POLICY, request(sql));
-    const second = cache.decide(DEMO_POLICY, request(sql));
+    const first = decideText(cache, DEMO_POLICY, sql);
+    const second = decideText(cache, DEMO_POLICY, sql);
     expect(first.cached).toBe(false);
     expect(second.cached).toBe(true);
     expect(second.decision).toEqual(first.decision);
@@ -41,53 +41,53 @@ describe('DecisionCache', () => {
   it('keys on groups (in any order), target, search_path and policy version', () => {
     const cache = new DecisionCache();
     const sql = 'UPDATE payments SET status = \'x\' WHERE id = 1';
-    expect(cache.decide(DEMO_POLICY, request(sql)).decision.ruleId).toBe('hold-engineering-writes');
-    expect(cache.decide(DEMO_POLICY, request(sql, { identity: bob })).decision.ruleId).toBe('hold-payments-writes');
-    expect(cache.decide(DEMO_POLICY, request(sql, { identity: bob, target: 'analytics' })).decision.ruleId).toBe('access:none');
+    expect(decideText(cache, DEMO_POLICY, sql).decision.ruleId).toBe('hold-engineering-writes');
+    expect(decideText(cache, DEMO_POLICY, sql, { identity: bob }).decision.ruleId).toBe('hold-payments-writes');
+    expect(decideText(cache, DEMO_POLICY, sql, { identity: bob, target: 'analytics' }).decision.ruleId).toBe('access:none');
     const other = parsePolicy({ grants: [{ groups: ['dba'], targets: ['*'], access: 'admin' }] });
-    expect(cache.decide(other, request(sql, { identity: bob })).decision).toMatchObject({ action: 'allow', ruleId: 'access:admin' });
+    expect(decideText(cache, other, sql, { identity: bob }).decision).toMatchObject({ action: 'allow', ruleId: 'access:admin' });
 
     const protectArchive = parsePolicy({
       grants: [{ groups: ['dba'], targets: ['*'], access: 'admin' }],
       rules: [{ id: 'deny-archive', match: { tables: ['archive.orders'] }, action: 'deny' }],
     });
     const del = 'DELETE FROM orders WHERE id = 1';
-    expect(cache.decide(protectArchive, request(del, { identity: bob })).decision.action).toBe('allow');
-    expect(cache.decide(protectArchive, request(del, { identity: bob, searchPath: ['archive'] })).decision.action).toBe('deny');
+    expect(decideText(cache, protectArchive, del, { identity: bob }).decision.action).toBe('allow');
+    expect(decideText(cache, protectArchive, del, { identity: bob, searchPath: ['archive'] }).decision.action).toBe('deny');
 
     const reordered = { subject: 'x', groups: ['b', 'a'], kind: 'human' as const };
-    cache.decide(DEMO_POLICY, request('SELECT 1', { identity: { ...reordered, groups: ['a', 'b'] } }));
-    expect(cache.decide(DEMO_POLICY, request('SELECT 1', { identity: reordered })).cached).toBe(true);
+    decideText(cache, DEMO_POLICY, 'SELECT 1', { identity: { ...reordered, groups: ['a', 'b'] } });
+    expect(decideText(cache, DEMO_POLICY, 'SELECT 1', { identity: reordered }).cached).toBe(true);
   });
 
   it('shares classifications across identities', () => {
     const cache = new DecisionCache();
-    cache.decide(DEMO_POLICY, request('SELECT * FROM customers'));
-    cache.decide(DEMO_POLICY, request('SELECT * FROM customers', { identity: bob }));
+    decideText(cache, DEMO_POLICY, 'SELECT * FROM customers');
+    decideText(cache, DEMO_POLICY, 'SELECT * FROM customers', { identity: bob });
     expect(cache.stats).toMatchObject({ misses: 2, classificationHits: 1 });
   });
 
   it('evicts the least recently used entry when full', () => {
     const cache = new DecisionCache({ maxEntries: 2 });
-    cache.decide(DEMO_POLICY, request('SELECT id FROM orders'));
-    cache.decide(DEMO_POLICY, request('SELECT status FROM orders'));
-    cache.decide(DEMO_POLICY, request('SELECT id FROM orders'));
-    cache.decide(DEMO_POLICY, request('SELECT total FROM orders'));
-    expect(cache.decide(DEMO_POLICY, request('SELECT id FROM orders')).cached).toBe(true);
-    expect(cache.decide(DEMO_POLICY, request('SELECT status FROM orders')).cached).toBe(false);
+    decideText(cache, DEMO_POLICY, 'SELECT id FROM orders');
+    decideText(cache, DEMO_POLICY, 'SELECT status FROM orders');
+    decideText(cache, DEMO_POLICY, 'SELECT id FROM orders');
+    decideText(cache, DEMO_POLICY, 'SELECT total FROM orders');
+    expect(decideText(cache, DEMO_POLICY, 'SELECT id FROM orders').cached).toBe(true);
+    expect(decideText(cache, DEMO_POLICY, 'SELECT status FROM orders').cached).toBe(false);
   });
 
   it('does not cache statements longer than maxStatementLength', () => {
     const cache = new DecisionCache({ maxStatementLength: 20 });
     const long = 'SELECT 1 AS a_long_column_name';
-    cache.decide(DEMO_POLICY, request(long));
-    expect(cache.decide(DEMO_POLICY, request(long)).cached).toBe(false);
+    decideText(cache, DEMO_POLICY, long);
+    expect(decideText(cache, DEMO_POLICY, long).cached).toBe(false);
     expect(cache.stats.size).toBe(0);
   });
 
   it('hands out frozen decisions, so one connection cannot change another\'s', () => {
     const cache = new DecisionCache();
-    const { decision } = cache.decide(DEMO_POLICY, request('SELECT * FROM customers'));
+    const { decision } = decideText(cache, DEMO_POLICY, 'SELECT * FROM customers');
     expect(Object.isFrozen(decision)).toBe(true);
     expect(Object.isFrozen(decision.maskColumns)).toBe(true);
     expect(() => decision.maskColumns.pop()).toThrow(TypeError);
@@ -96,10 +96,10 @@ describe('DecisionCache', () => {
   it('shares one decision among texts that differ only in their literals, from the second of a shape on', () => {
     const cache = new DecisionCache();
     const text = (aid: number): string => `SELECT abalance FROM pgbench_accounts WHERE aid = ${aid}`;
-    expect(cache.decide(DEMO_POLICY, request(text(1))).cached).toBe(false);
-    expect(cache.decide(DEMO_POLICY, request(text(2))).cached).toBe(false);
+    expect(decideText(cache, DEMO_POLICY, text(1)).cached).toBe(false);
+    expect(decideText(cache, DEMO_POLICY, text(2)).cached).toBe(false);
     for (let aid = 3; aid < 13; aid += 1) {
-      const answer = cache.decide(DEMO_POLICY, request(text(aid)));
+      const answer = decideText(cache, DEMO_POLICY, text(aid));
       expect(answer.cached).toBe(true);
       expect(answer.decision).toEqual(evaluate(DEMO_POLICY, {
         identity: alice, target: 'prod-orders', searchPath: ['$user', 'public'], classification: classifyStatements(text(aid)),
@@ -111,20 +111,20 @@ describe('DecisionCache', () => {
   it('finds the normalised text of a verified literal shape without normalizing again', () => {
     const cache = new DecisionCache();
     const text = (aid: number | string): string => `SELECT abalance FROM pgbench_accounts WHERE aid = ${aid};`;
-    cache.decide(DEMO_POLICY, request(text(1)));
+    decideText(cache, DEMO_POLICY, text(1));
     expect(cache.stats.shapeHits).toBe(0);
     for (let aid = 2; aid < 12; aid += 1) {
-      const answer = cache.decide(DEMO_POLICY, request(text(aid)));
+      const answer = decideText(cache, DEMO_POLICY, text(aid));
       expect(cache.stats.shapeHits).toBe(aid - 1);
       // The decision a cache that has to normalize (a fresh one) gives, and the one evaluation gives.
-      expect(answer.decision).toEqual(new DecisionCache().decide(DEMO_POLICY, request(text(aid))).decision);
+      expect(answer.decision).toEqual(decideText(new DecisionCache(), DEMO_POLICY, text(aid)).decision);
       expect(answer.decision).toEqual(evaluate(DEMO_POLICY, {
         identity: alice, target: 'prod-orders', searchPath: ['$user', 'public'], classification: classifyStatements(text(aid)),
       }));
     }
     expect(cache.stats).toMatchObject({ misses: 2, normalizedHits: 9 });
     // An integer beyond int32 is another kind of literal: another shape, which normalize has not verified yet.
-    expect(cache.decide(DEMO_POLICY, request(text('2147483648'))).cached).toBe(true);
+    expect(decideText(cache, DEMO_POLICY, text('2147483648')).cached).toBe(true);
     expect(cache.stats.shapeHits).toBe(10);
   });
 
@@ -132,7 +132,7 @@ describe('DecisionCache', () => {
     const cache = new DecisionCache();
     const text = (id: number): string => `DELETE FROM orders WHERE id = -${id}`;
     for (let id = 1; id < 8; id += 1) {
-      const answer = cache.decide(DEMO_POLICY, request(text(id)));
+      const answer = decideText(cache, DEMO_POLICY, text(id));
       expect(answer.decision).toEqual(evaluate(DEMO_POLICY, {
         identity: alice, target: 'prod-orders', searchPath: ['$user', 'public'], classification: classifyStatements(text(id)),
       }));
@@ -144,9 +144,9 @@ describe('DecisionCache', () => {
   it('never shares a decision that read a literal: settings, set_config, positions', () => {
     const cache = new DecisionCache();
     const harmless = "SELECT set_config('application_name', 'report', false)";
-    cache.decide(DEMO_POLICY, request(harmless));
-    cache.decide(DEMO_POLICY, request(harmless.replace('report', 'other')));
-    const escape = cache.decide(DEMO_POLICY, request("SELECT set_config('search_path', 'evil', false)"));
+    decideText(cache, DEMO_POLICY, harmless);
+    decideText(cache, DEMO_POLICY, harmless.replace('report', 'other'));
+    const escape = decideText(cache, DEMO_POLICY, "SELECT set_config('search_path', 'evil', false)");
     expect(escape.cached).toBe(false);
     expect(escape.decision.action).toBe('deny');
     expect(classifyStatements(harmless).literalSensitive).toBe(true);
@@ -200,7 +200,7 @@ describe('DecisionCache', () => {
           const expected = evaluate(DEMO_POLICY, {
             identity, target: 'prod-orders', searchPath: ['$user', 'public'], classification: classifyStatements(sql),
           });
-          expect(cache.decide(DEMO_POLICY, request(sql, { identity })).decision, sql).toEqual(expected);
+          expect(decideText(cache, DEMO_POLICY, sql, { identity }).decision, sql).toEqual(expected);
         }
       }
       expect(cache.stats.normalizedHits).toBeGreaterThan(0);

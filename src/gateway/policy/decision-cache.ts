@@ -39,10 +39,12 @@ export interface DecisionCacheOptions {
   maxStatementLength?: number;
 }
 
-export interface DecideRequest extends Omit<EvaluationInput, 'classification'> {
-  /** The exact statement text of the Query or Parse message. */
-  sql: string;
-}
+/**
+ * Everything a decision depends on besides the statement text (what `evaluate` reads but the classification).
+ * Treat a scope as immutable and make a new one when a part changes (a connection's search_path, its catalog read):
+ * the cache derives its key prefix from each scope once.
+ */
+export type DecisionScope = Omit<EvaluationInput, 'classification'>;
 
 export interface CachedDecision {
   decision: Decision;
@@ -62,27 +64,32 @@ export interface DecisionCacheStats {
   size: number;
 }
 
-/** A Map used as an LRU: re-inserting on access keeps the most recently used entries last. */
-class LruMap<V> {
-  private readonly entries = new Map<string, V>();
+/**
+ * A bounded map that evicts what was not used recently (CLOCK, the second-chance approximation of LRU). A hit only
+ * marks its entry: moving it to the back of the Map on every hit, as an exact LRU does, costs a delete and an insert
+ * and leaves the Map's table to be rebuilt every few thousand hits — on the path of every statement. When full, the
+ * oldest entry goes unless it was used since it was inserted or last spared; then it moves to the back, unmarked.
+ */
+class RecentlyUsedMap<V> {
+  private readonly entries = new Map<string, { value: V; used: boolean }>();
   constructor(private readonly capacity: number) {}
 
   get(key: string): V | undefined {
-    const value = this.entries.get(key);
-    if (value !== undefined) {
-      this.entries.delete(key);
-      this.entries.set(key, value);
-    }
-    return value;
+    const entry = this.entries.get(key);
+    if (entry === undefined) return undefined;
+    entry.used = true;
+    return entry.value;
   }
 
   set(key: string, value: V): void {
-    this.entries.delete(key);
-    this.entries.set(key, value);
-    if (this.entries.size > this.capacity) {
-      const oldest = this.entries.keys().next();
-      if (!oldest.done) this.entries.delete(oldest.value);
+    const entry = this.entries.get(key);
+    if (entry !== undefined) {
+      entry.value = value;
+      entry.used = true;
+      return;
     }
+    this.entries.set(key, { value, used: false });
+    if (this.entries.size > this.capacity) this.evictOne();
   }
 
   get size(): number {
@@ -92,6 +99,16 @@ class LruMap<V> {
   clear(): void {
     this.entries.clear();
   }
+
+  private evictOne(): void {
+    // Ends: every entry spared is unmarked, so at the latest it goes when the walk comes round to it again.
+    for (const [key, entry] of this.entries) {
+      this.entries.delete(key);
+      if (!entry.used) return;
+      entry.used = false;
+      this.entries.set(key, entry);
+    }
+  }
 }
 
 /**
@@ -99,12 +116,13 @@ class LruMap<V> {
  * connections (decisions are immutable: frozen before they are cached).
  */
 export class DecisionCache {
-  private readonly decisions: LruMap<CachedDecision>;
-  private readonly classifications: LruMap<Classification>;
+  private readonly decisions: RecentlyUsedMap<CachedDecision>;
+  private readonly classifications: RecentlyUsedMap<Classification>;
   /** Normalised keys of statements that missed once: a second miss of the same shape tries to share its decision. */
-  private readonly shapes: LruMap<true>;
+  private readonly shapes: RecentlyUsedMap<true>;
   /** Normalised texts by verified literal shape (literal-shape.ts). */
-  private readonly normalizedByShape: LruMap<string>;
+  private readonly normalizedByShape: RecentlyUsedMap<string>;
+  private readonly prefixes = new WeakMap<DecisionScope, { policy: Policy; prefix: string }>();
   private readonly maxStatementLength: number;
   private hits = 0;
   private normalizedHits = 0;
@@ -114,25 +132,27 @@ export class DecisionCache {
 
   constructor(options: DecisionCacheOptions = {}) {
     const maxEntries = options.maxEntries ?? 10_000;
-    this.decisions = new LruMap(maxEntries);
-    this.classifications = new LruMap(maxEntries);
-    this.shapes = new LruMap(maxEntries);
-    this.normalizedByShape = new LruMap(maxEntries);
+    this.decisions = new RecentlyUsedMap(maxEntries);
+    this.classifications = new RecentlyUsedMap(maxEntries);
+    this.shapes = new RecentlyUsedMap(maxEntries);
+    this.normalizedByShape = new RecentlyUsedMap(maxEntries);
     this.maxStatementLength = options.maxStatementLength ?? 8192;
   }
 
-  /** The decision for `request.sql`; classifies and evaluates only on a miss. */
-  decide(policy: Policy, request: DecideRequest): CachedDecision {
-    const cacheable = request.sql.length <= this.maxStatementLength;
-    if (!cacheable) return this.evaluateText(policy, request, request.sql, false);
-    const key = decisionKey(policy, request, request.sql);
+  /** The decision for `sql` in `scope`; classifies and evaluates only on a miss. */
+  decide(policy: Policy, scope: DecisionScope, sql: string): CachedDecision {
+    const cacheable = sql.length <= this.maxStatementLength;
+    if (!cacheable) return this.evaluateText(policy, scope, sql, false);
+    const prefix = this.keyPrefix(policy, scope);
+    const key = `${prefix}exact\u0000${sql}`;
     const hit = this.decisions.get(key);
     if (hit !== undefined) {
       this.hits += 1;
       return hit;
     }
-    const normalized = this.normalizedText(request.sql);
-    const normalizedKey = normalized === undefined ? undefined : decisionKey(policy, request, normalized, true);
+    const normalized = this.normalizedText(sql);
+    // A normalised text is also a valid statement text: the marker keeps the two kinds of key apart.
+    const normalizedKey = normalized === undefined ? undefined : `${prefix}normalized\u0000${normalized}`;
     if (normalizedKey !== undefined) {
       const shared = this.decisions.get(normalizedKey);
       if (shared !== undefined) {
@@ -142,12 +162,12 @@ export class DecisionCache {
       }
     }
     this.misses += 1;
-    const result = this.evaluateText(policy, request, request.sql, true);
+    const result = this.evaluateText(policy, scope, sql, true);
     const cached: CachedDecision = Object.freeze({ ...result, cached: true });
     this.decisions.set(key, cached);
     // Judging the normalised text costs a second classification: only worth it for a shape seen before.
     if (normalizedKey !== undefined && !result.classification.literalSensitive && this.shapeSeen(normalizedKey)) {
-      const general = this.evaluateText(policy, request, normalized!, true);
+      const general = this.evaluateText(policy, scope, normalized!, true);
       if (sameDecision(general.decision, result.decision)) this.decisions.set(normalizedKey, cached);
     }
     return result;
@@ -181,17 +201,18 @@ export class DecisionCache {
     return false;
   }
 
-  private evaluateText(policy: Policy, request: DecideRequest, sql: string, cacheable: boolean): CachedDecision {
-    const classification = this.classify(sql, cacheable);
-    const input: EvaluationInput = {
-      identity: request.identity,
-      target: request.target,
-      searchPath: request.searchPath,
-      classification,
-    };
-    if (request.defaultSearchPath !== undefined) input.defaultSearchPath = request.defaultSearchPath;
-    if (request.catalog !== undefined) input.catalog = request.catalog;
-    return { decision: deepFreeze(evaluate(policy, input)), classification, cached: false };
+  private evaluateText(policy: Policy, scope: DecisionScope, sql: string, cacheable: boolean): CachedDecision {
+    const input: EvaluationInput = { ...scope, classification: this.classify(sql, cacheable) };
+    return { decision: deepFreeze(evaluate(policy, input)), classification: input.classification, cached: false };
+  }
+
+  /** The part of the decision keys a scope gives, built once per scope and policy. */
+  private keyPrefix(policy: Policy, scope: DecisionScope): string {
+    const known = this.prefixes.get(scope);
+    if (known !== undefined && known.policy === policy) return known.prefix;
+    const prefix = decisionKeyPrefix(policy, scope);
+    this.prefixes.set(scope, { policy, prefix });
+    return prefix;
   }
 
   /** The classification of `sql`, from the cache when possible. */
@@ -229,25 +250,15 @@ export class DecisionCache {
 }
 
 /**
- * Everything `evaluate` reads, joined with separators that cannot occur in the parts (NUL never reaches the
- * classifier: it rejects statement texts containing one; group, target and schema names cannot hold one either).
+ * Everything `evaluate` reads but the statement, joined with separators that cannot occur in the parts (NUL never
+ * reaches the classifier: it rejects statement texts containing one; group, target and schema names cannot hold one
+ * either). A key is this, then `exact` or `normalized`, NUL, and the text.
  */
-function decisionKey(policy: Policy, request: DecideRequest, sql: string, normalized = false): string {
-  const groups = [...request.identity.groups].sort().join('\u0001');
-  const searchPath = request.searchPath.join('\u0001');
-  const defaultSearchPath = request.defaultSearchPath?.join('\u0001') ?? '';
-  return [
-    policy.version,
-    request.identity.kind,
-    groups,
-    request.target,
-    searchPath,
-    defaultSearchPath,
-    request.catalog?.version ?? '',
-    // A normalised text is also a valid statement text: the marker keeps the two kinds of key apart.
-    normalized ? 'normalized' : 'exact',
-    sql,
-  ].join('\u0000');
+function decisionKeyPrefix(policy: Policy, scope: DecisionScope): string {
+  const groups = [...scope.identity.groups].sort().join('\u0001');
+  const searchPath = scope.searchPath.join('\u0001');
+  const defaultSearchPath = scope.defaultSearchPath?.join('\u0001') ?? '';
+  return `${[policy.version, scope.identity.kind, groups, scope.target, searchPath, defaultSearchPath, scope.catalog?.version ?? ''].join('\u0000')}\u0000`;
 }
 
 /**

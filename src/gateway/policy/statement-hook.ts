@@ -10,7 +10,7 @@ import type { Identity } from '../identity/credentials.js';
 import type { ErrorFields } from '../wire/backend-messages.js';
 import { SqlState } from '../wire/protocol.js';
 import type { StatementOutputs } from './classify.js';
-import type { CachedDecision, DecisionCache } from './decision-cache.js';
+import type { CachedDecision, DecisionCache, DecisionScope } from './decision-cache.js';
 import type { DerivedOutputs, Policy } from './policy.js';
 import type { PolicyCatalog } from './target-catalog.js';
 
@@ -181,6 +181,23 @@ function auditDetail(decision: StatementDecision | undefined, maskedColumns: rea
 
 const NO_DETAIL = Object.freeze({});
 
+/** Each connection's decision scope, made again when its search_path or catalog read changes. */
+const scopes = new WeakMap<ConnectionContext, DecisionScope>();
+
+function decisionScope(connection: ConnectionContext): DecisionScope {
+  const { identity, target, session } = connection;
+  const known = scopes.get(connection);
+  if (known !== undefined && known.searchPath === session.searchPath && known.catalog === session.catalog) return known;
+  const scope: DecisionScope = Object.freeze({
+    identity: { subject: identity.subject, groups: identity.groups, kind: identity.kind },
+    target: target.name,
+    searchPath: session.searchPath,
+    ...(session.catalog ? { catalog: session.catalog } : {}),
+  });
+  scopes.set(connection, scope);
+  return scope;
+}
+
 /**
  * The proxy's decision built from each cached policy decision, once: texts that share a cached decision (pgbench
  * -M simple: the same statement with other literals) share it too. Never changed once built.
@@ -189,14 +206,8 @@ const builtDecisions = new WeakMap<CachedDecision, StatementDecision>();
 
 /** The policy's decision for one statement text on this connection (before per-connection memoisation). */
 function decideWithPolicy(policy: Policy, cache: DecisionCache, connection: ConnectionContext, text: string): StatementDecision {
-  const { identity, target, session } = connection;
-  const cached = cache.decide(policy, {
-    identity: { subject: identity.subject, groups: identity.groups, kind: identity.kind },
-    target: target.name,
-    searchPath: session.searchPath,
-    ...(session.catalog ? { catalog: session.catalog } : {}),
-    sql: text,
-  });
+  const { session } = connection;
+  const cached = cache.decide(policy, decisionScope(connection), text);
   let built = builtDecisions.get(cached);
   if (built === undefined) {
     // The cache key holds the session's search_path, so what is built from a cached decision is the same for all.
