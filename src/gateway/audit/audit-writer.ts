@@ -244,9 +244,10 @@ export class AuditWriter {
 
   private detailText(detail: Readonly<Record<string, unknown>> | undefined): string {
     if (detail === undefined) return '{}';
-    if (!Object.isFrozen(detail)) return copyText(JSON.stringify(detail));
-    let text = this.encodedDetails.get(detail);
-    if (text === undefined) this.encodedDetails.set(detail, (text = copyText(JSON.stringify(detail))));
+    const known = this.encodedDetails.get(detail);
+    if (known !== undefined) return known;
+    const text = copyText(JSON.stringify(detail));
+    if (Object.isFrozen(detail)) this.encodedDetails.set(detail, text);
     return text;
   }
 }

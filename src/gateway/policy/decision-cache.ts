@@ -29,7 +29,7 @@
  * a client fill the cache with megabytes of text); `maxEntries` bounds each map.
  */
 import { classifyStatements, normalizeStatementText, type Classification } from './classify.js';
-import { literalShape, parameterizedShape } from './literal-shape.js';
+import { literalShape, parameterizedShape, type LiteralShape } from './literal-shape.js';
 import { evaluate, type Decision, type EvaluationInput, type Policy } from './policy.js';
 
 export interface DecisionCacheOptions {
@@ -144,22 +144,26 @@ export class DecisionCache {
     const cacheable = sql.length <= this.maxStatementLength;
     if (!cacheable) return this.evaluateText(policy, scope, sql, false);
     const prefix = this.keyPrefix(policy, scope);
+    // A normalised text is also a valid statement text: the marker keeps the two kinds of key apart.
+    const normalizedKeyOf = (normalized: string): string => `${prefix}normalized\u0000${normalized}`;
+    // The cheapest way first: a verified literal shape gives the normalised text (texts differing in literals are
+    // the common repetition), then the exact text, and only then normalize. A text's decision under its normalised
+    // text is the decision of its exact text, so the order changes nothing but the cost.
+    const shape = literalShape(sql);
+    const shapeNormalized = shape === undefined ? undefined : this.normalizedByShape.get(shape.key);
+    if (shapeNormalized !== undefined) {
+      this.shapeHits += 1;
+      const shared = this.decisions.get(normalizedKeyOf(shapeNormalized));
+      if (shared !== undefined) return this.hit(true, shared);
+    }
     const key = `${prefix}exact\u0000${sql}`;
     const hit = this.decisions.get(key);
-    if (hit !== undefined) {
-      this.hits += 1;
-      return hit;
-    }
-    const normalized = this.normalizedText(sql);
-    // A normalised text is also a valid statement text: the marker keeps the two kinds of key apart.
-    const normalizedKey = normalized === undefined ? undefined : `${prefix}normalized\u0000${normalized}`;
-    if (normalizedKey !== undefined) {
+    if (hit !== undefined) return this.hit(false, hit);
+    const normalized = shapeNormalized ?? this.normalize(sql, shape);
+    const normalizedKey = normalized === undefined ? undefined : normalizedKeyOf(normalized);
+    if (normalizedKey !== undefined && shapeNormalized === undefined) {
       const shared = this.decisions.get(normalizedKey);
-      if (shared !== undefined) {
-        this.hits += 1;
-        this.normalizedHits += 1;
-        return shared;
-      }
+      if (shared !== undefined) return this.hit(true, shared);
     }
     this.misses += 1;
     const result = this.evaluateText(policy, scope, sql, true);
@@ -173,20 +177,18 @@ export class DecisionCache {
     return result;
   }
 
+  private hit(normalized: boolean, decision: CachedDecision): CachedDecision {
+    this.hits += 1;
+    if (normalized) this.normalizedHits += 1;
+    return decision;
+  }
+
   /**
-   * PostgreSQL's normalisation of `sql` (see `normalizedByParser`), from its verified literal shape when there is
-   * one. Otherwise normalize decides, and verifies the shape on the way: its answer is remembered for the shape only
-   * when it is the shape with `$1` … `$n` for its literals, which proves every text of the shape normalises to it.
+   * PostgreSQL's normalisation of `sql` (see `normalizedByParser`), verifying the text's literal shape on the way:
+   * normalize's answer is remembered for the shape only when it is the shape with `$1` … `$n` for its literals,
+   * which proves every text of the shape normalises to it (literal-shape.ts).
    */
-  private normalizedText(sql: string): string | undefined {
-    const shape = literalShape(sql);
-    if (shape !== undefined) {
-      const known = this.normalizedByShape.get(shape.key);
-      if (known !== undefined) {
-        this.shapeHits += 1;
-        return known;
-      }
-    }
+  private normalize(sql: string, shape: LiteralShape | undefined): string | undefined {
     const normalized = normalizedByParser(sql);
     if (shape !== undefined && normalized !== undefined && normalized === parameterizedShape(shape)) {
       this.normalizedByShape.set(shape.key, normalized);

@@ -19,9 +19,9 @@ export interface SessionPolicyState {
   /** The session's search_path, unquoted (`['$user', 'public']`). */
   searchPath: string[];
   /**
-   * Decisions already taken on this connection, by statement text. Everything else a decision depends on (policy,
-   * identity, target) is fixed for the connection; the proxy clears this when the search_path or the policy's view
-   * of the target's catalog change. It spares pgbench-style repeated statements even the shared cache's key building.
+   * Decisions already taken on this connection, by statement text, for texts with parameters (`$1`): drivers send
+   * them again verbatim. Everything else a decision depends on (policy, identity, target) is fixed for the
+   * connection; the proxy clears this when the search_path or the policy's view of the target's catalog change.
    */
   decisions: Map<string, StatementDecision>;
   /** What the policy knows of the target's catalog, from its current read (target-catalog.ts); absent until read. */
@@ -129,12 +129,18 @@ export function createPolicyStatementHook({ audit, policy, cache }: PolicyHookOp
         return refusal('builtin:fastpath', 'dbgate: the fastpath function-call protocol cannot be checked by policy, so it is not allowed',
           'call the function in a SELECT statement instead');
       }
+      // Statements with parameters come again verbatim (drivers parse them anew, unnamed, for every execution): the
+      // connection remembers their decisions. Texts with their values inline rarely repeat, and remembering each
+      // would cost more than it saves; the shared cache serves them.
       const { session } = connection;
-      const remembered = session.decisions.get(event.text);
+      const memo = event.text.includes('$');
+      const remembered = memo ? session.decisions.get(event.text) : undefined;
       if (remembered) return remembered;
       const decided = decideWithPolicy(policy, cache, connection, event.text);
-      if (session.decisions.size >= SESSION_DECISIONS_LIMIT) session.decisions.clear();
-      session.decisions.set(event.text, decided);
+      if (memo) {
+        if (session.decisions.size >= SESSION_DECISIONS_LIMIT) session.decisions.clear();
+        session.decisions.set(event.text, decided);
+      }
       return decided;
     },
 
