@@ -9,13 +9,14 @@
 import type { PgbenchResult } from './pgbench.js';
 
 /** The systems, in the order they run within each round. */
-export const SYSTEMS = ['direct', 'pgbouncer', 'gateway', 'gateway-tls'] as const;
+export const SYSTEMS = ['direct', 'pgbouncer', 'node-relay', 'gateway', 'gateway-tls'] as const;
 export type SystemId = (typeof SYSTEMS)[number];
 
 /** What each system is, for the table legend. */
 export const SYSTEM_DESCRIPTIONS: Record<SystemId, string> = {
   direct: 'pgbench → PostgreSQL over TCP loopback, SCRAM login, no TLS',
   pgbouncer: 'pgbench → PgBouncer (session pooling) → PostgreSQL, no TLS',
+  'node-relay': 'pgbench → a bare Node.js TCP relay (`bench/node-relay.ts`: bytes forwarded as they arrive, no parsing, no policy, no audit; same node flags and memory settings as the gateway) → PostgreSQL: the floor under any proxy on this runtime, for reference (no target)',
   gateway: 'pgbench → dbgate gateway (`dbgate-gateway dev`, credential login as bob, groups dba, target `scratch`; every statement parsed, decided by the policy and audited) → PostgreSQL, `sslmode=disable`',
   'gateway-tls': 'the same gateway with `sslmode=require` (TLS between pgbench and the gateway)',
 };
@@ -302,4 +303,30 @@ export function upsertSection(document: string | undefined, title: string, body:
   const before = lines.slice(0, start).join('\n').trimEnd();
   const after = lines.slice(end).join('\n').trim();
   return `${before ? `${before}\n\n` : ''}${section}${after ? `\n${after}\n` : ''}`;
+}
+
+/**
+ * What the runtime costs and what the gateway's own work costs, per client count: the bare Node.js relay's TPS and
+ * CPU per query against PgBouncer's, and the gateway's CPU per query above the relay's. Empty without those rows.
+ */
+export function floorLines(rows: readonly SummaryRow[]): string[] {
+  const lines: string[] = [];
+  for (const clients of [...new Set(rows.map((row) => row.clients))]) {
+    const at = (system: SystemId): SummaryRow | undefined => rows.find((row) => row.system === system && row.clients === clients);
+    const relay = at('node-relay');
+    const bouncer = at('pgbouncer');
+    const gateway = at('gateway');
+    if (!relay) continue;
+    const parts: string[] = [];
+    if (bouncer) {
+      parts.push(`the bare Node.js relay runs at ${(relay.medianTps / bouncer.medianTps).toFixed(2)}× PgBouncer's TPS with ` +
+        `${relay.medianProxyCpuUs.toFixed(1)} vs ${bouncer.medianProxyCpuUs.toFixed(1)} µs CPU per query`);
+    }
+    if (gateway) {
+      parts.push(`the gateway spends ${(gateway.medianProxyCpuUs - relay.medianProxyCpuUs).toFixed(1)} µs per query more than the relay ` +
+        `(${gateway.medianProxyCpuUs.toFixed(1)} µs: its own work, parsing, deciding, auditing)`);
+    }
+    if (parts.length > 0) lines.push(`-c ${clients}: ${parts.join('; ')}.`);
+  }
+  return lines;
 }

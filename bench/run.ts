@@ -3,8 +3,9 @@
  * (`dbgate-gateway dev`, which enforces the demo policy), in three parts that each write their section of
  * BENCHMARKS.md:
  *
- * - pgbench: pgbench's select-only workload straight against PostgreSQL, through PgBouncer, and through the gateway
- *   (with and without TLS) as bob (groups dba: admin on target `scratch`, no rules), systems alternated per round;
+ * - pgbench: pgbench's select-only workload straight against PostgreSQL, through PgBouncer, through a bare Node.js
+ *   relay (the runtime's floor), and through the gateway (with and without TLS) as bob (groups dba: admin on target
+ *   `scratch`, no rules), systems alternated per round;
  * - policy: the same workload through the gateway with the policy deciding `mask` (alice, engineering, on
  *   `prod-orders`) against the lightest policy path (bob on `scratch`: `allow`), alternated per round;
  * - streaming: `SELECT * FROM customers` (1,000,000 rows) read with psql as alice (3 masked columns) and as carol
@@ -16,12 +17,15 @@
  * --policy-seconds S (policy part: 6 × 3 s by default), --stream-rows N, --profile (runs the gateway
  * under `node --cpu-prof` and prints its top self-time functions over the whole run — combine with --parts to
  * profile one part; the profiler slows the gateway, so BENCHMARKS.md is left alone), --systems a,b (a subset of
- * direct,pgbouncer,gateway,gateway-tls), --clients 1|8 (one client count, pgbench and policy parts), --no-write,
+ * direct,pgbouncer,node-relay,gateway,gateway-tls), --clients 1|8 (one client count, pgbench and policy parts), --no-write,
  * --write. Only a full, unfiltered, unprofiled run writes BENCHMARKS.md unless --write says otherwise.
  */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { startPgBouncer, startPgCluster, type PgCluster } from '../test/support/pg-cluster.js';
@@ -54,6 +58,7 @@ import {
   SYSTEMS,
   SYSTEM_DESCRIPTIONS,
   TARGET_CLIENTS_UNDER_LOAD,
+  floorLines,
   judge,
   renderMarkdownTable,
   renderTextTable,
@@ -325,8 +330,9 @@ interface Stack {
 interface PgbenchWorkload {
   name: string;
   endpoint: () => PgbenchEndpoint;
-  proxy: 'gateway' | 'pgbouncer' | undefined;
-  bouncerPid?: number | undefined;
+  proxy: 'gateway' | 'pgbouncer' | 'node-relay' | undefined;
+  /** The PgBouncer or relay process, whose CPU time is charged to it. */
+  proxyPid?: number | undefined;
 }
 
 type Outcome = { result: PgbenchResult; proxyCpuUs: number | undefined } | { failure: string };
@@ -340,7 +346,7 @@ async function measurePgbench(stack: Stack, failures: string[], label: string, w
   const args = ['-S', '-n', '-M', 'simple', '-T', String(seconds), '-c', String(clients), '-j', String(threads)];
   const isGateway = workload.proxy === 'gateway';
   const endpoint = workload.endpoint();
-  const proxyPid = isGateway ? stack.gateway.pid : workload.proxy === 'pgbouncer' ? workload.bouncerPid : undefined;
+  const proxyPid = isGateway ? stack.gateway.pid : workload.proxyPid;
   const cpuBefore = proxyPid === undefined ? undefined : processCpuUs(proxyPid);
   const exit = await runPgbench(endpoint, args);
   const cpuAfter = proxyPid === undefined ? undefined : processCpuUs(proxyPid);
@@ -368,6 +374,30 @@ async function measurePgbench(stack: Stack, failures: string[], label: string, w
   progress(`  FAILED ${label} ${workload.name} -c ${clients}: ${reason}\n${exit.output.trim().split('\n').slice(-12).join('\n')}`);
   if (isGateway) await restartGateway(stack);
   return { failure: reason };
+}
+
+/**
+ * bench/node-relay.ts in a child process, forwarding to the cluster, started as the gateway's executable starts node
+ * (its first line's memory settings and flags), so the two differ only in what they do with the bytes.
+ */
+async function startNodeRelay(cluster: PgCluster): Promise<{ port: number; pid: number | undefined }> {
+  const launch = gatewayLaunchSettings();
+  const child = spawn(process.execPath, [...launch.nodeFlags, '--import', 'tsx', join(PROJECT_ROOT, 'bench', 'node-relay.ts'), cluster.host, String(cluster.port)],
+    { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...launch.env } });
+  cleanups.push({
+    name: 'node relay',
+    run: async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = once(child, 'exit');
+        child.kill('SIGTERM');
+        await exited;
+      }
+    },
+  });
+  const [line] = (await once(createInterface({ input: child.stdout! }), 'line')) as [string];
+  const port = Number(line);
+  if (!Number.isInteger(port) || port <= 0) throw new Error(`the node relay printed no port: ${line}`);
+  return { port, pid: child.pid };
 }
 
 async function restartGateway(stack: Stack, afterFailure = true): Promise<void> {
@@ -433,16 +463,30 @@ async function runPgbenchPart(stack: Stack, options: BenchOptions): Promise<Pgbe
     bouncerPid = listenerPid(instance.port);
     progress(`pgbouncer: ${instance.host}:${instance.port} (session mode, pool size ${BOUNCER_POOL_SIZE})`);
   }
+  let relay: { port: number; pid: number | undefined } | undefined;
+  if (options.systems.includes('node-relay')) {
+    relay = await startNodeRelay(stack.cluster);
+    progress(`node relay: 127.0.0.1:${relay.port}`);
+  }
   const service = { user: SERVICE_ROLE, password: stack.servicePassword, database: SCRATCH_DATABASE, sslmode: 'disable' } as const;
   const workloads: Record<SystemId, PgbenchWorkload> = {
     direct: { name: 'direct', proxy: undefined, endpoint: () => ({ host: stack.cluster.host, port: stack.cluster.port, ...service }) },
     pgbouncer: {
       name: 'pgbouncer',
       proxy: 'pgbouncer',
-      bouncerPid,
+      proxyPid: bouncerPid,
       endpoint: () => {
         if (!bouncer) throw new Error('pgbouncer is not running');
         return { host: bouncer.host, port: bouncer.port, ...service };
+      },
+    },
+    'node-relay': {
+      name: 'node-relay',
+      proxy: 'node-relay',
+      proxyPid: relay?.pid,
+      endpoint: () => {
+        if (!relay) throw new Error('the node relay is not running');
+        return { host: '127.0.0.1', port: relay.port, ...service };
       },
     },
     // Functions, not values: the gateway's port changes when it is restarted after a failed run.
@@ -712,6 +756,8 @@ async function run(options: BenchOptions): Promise<number> {
       '',
       renderTextTable(pgbenchPart.rows),
       '',
+      ...floorLines(pgbenchPart.rows),
+      '',
       'targets (gateway = sslmode=disable):',
       renderVerdicts(pgbenchPart.verdicts, false),
       '',
@@ -858,14 +904,15 @@ function renderPgbenchSection(context: SectionContext, part: PgbenchPartResult):
     ...SYSTEMS.map((s) => `- **${s}**: ${SYSTEM_DESCRIPTIONS[s]}`),
     '',
     `The gateway enforces the demo policy (\`DEMO_POLICY_YAML\`): \`${SCRATCH_DATABASE}\` is its target \`${SCRATCH_TARGET}\`, where`,
-    "group `dba` has an `admin` grant and no rule applies, so every statement is parsed, classified and decided",
-    '`allow`, and result rows stream through untouched. pgbench -M simple puts each random `aid` into the statement',
-    "text, so the gateway's classification and decision caches (keyed by exact text) rarely hit: nearly every",
-    'statement is parsed. The cost of the policy deciding `mask` is the next section.',
+    "group `dba` has an `admin` grant and no rule applies, so every statement is classified and decided `allow`,",
+    'audited, and its result rows stream through untouched. pgbench -M simple puts each random `aid` into the',
+    "statement text; texts that differ only in literals share one decision (found by the text's literal shape, see",
+    '`src/gateway/policy/literal-shape.ts`), so after the first few statements none is parsed again. The cost of the',
+    'policy deciding `mask` is the next section.',
     '',
     `PgBouncer runs in session mode with a pool of ${BOUNCER_POOL_SIZE} server connections to \`${SCRATCH_DATABASE}\`, logging in as`,
     `\`${SERVICE_ROLE}\`, the role the gateway uses upstream. Each run uses \`-c 1 -j 1\` and \`-c 8 -j 2\`. The systems alternate`,
-    `within each round (direct, pgbouncer, gateway, gateway-tls at -c 1, then the same at -c 8), ${options.rounds} round(s) of`,
+    `within each round (${options.systems.join(', ')} at -c 1, then the same at -c 8), ${options.rounds} round(s) of`,
     `${options.seconds} s per run after a ${options.warmupSeconds} s unrecorded warm-up of each system. Every run is checked for 0 failed transactions.`,
     '',
     '### Machine',
@@ -881,9 +928,10 @@ function renderPgbenchSection(context: SectionContext, part: PgbenchPartResult):
     '"vs direct" is median TPS / median TPS of direct. "added µs / round trip" is clients·10⁶/median TPS(system) −',
     'clients·10⁶/median TPS(direct): at -c 1 the latency the system adds to each round trip; at -c 8 the difference in',
     'average latency, queueing for the CPUs included. "proxy CPU µs / query" is the CPU time (user + system, all',
-    'threads, from /proc/<pid>/stat) the PgBouncer or gateway process used during the run divided by the transactions',
+    'threads, from /proc/<pid>/stat) the PgBouncer, relay or gateway process used during the run divided by the transactions',
     'pgbench completed: the least noisy figure here, since it does not depend on who else had the CPUs. It does not',
     "include the PostgreSQL time of the gateway's own audit inserts.",
+    ...(part.rows.some((row) => row.system === 'node-relay') ? ['', ...floorLines(part.rows).map((line) => `- ${line}`)] : []),
     '',
     '### Verdicts',
     '',
@@ -1044,7 +1092,7 @@ async function main(): Promise<number> {
     if (!(error instanceof UsageError)) throw error;
     progress(
       `bench: ${error.message}\nusage: npm run bench -- [--quick] [--parts pgbench,policy,streaming] [--rounds N] [--seconds S] ` +
-        '[--warmup S] [--policy-rounds N] [--policy-seconds S] [--stream-rows N] [--profile] [--systems direct,pgbouncer,gateway,gateway-tls] [--clients 1|8] [--write|--no-write]',
+        '[--warmup S] [--policy-rounds N] [--policy-seconds S] [--stream-rows N] [--profile] [--systems direct,pgbouncer,node-relay,gateway,gateway-tls] [--clients 1|8] [--write|--no-write]',
     );
     return 2;
   }
