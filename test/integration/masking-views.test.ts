@@ -151,6 +151,23 @@ describe('masking through views (demo policy, alice)', () => {
       .toEqual([[partialEmail(customers[0]!.email), '****']]);
   });
 
+  it('masks a result that follows results with nothing to mask, in one query and in one pipeline', async () => {
+    // Columns of a plain table that no rule masks: the result streams untouched, and the next one is masked again.
+    const clean = 'select id, name from customers where id < 500000 order by id limit 5';
+    const masked = 'select id, email from customers where id < 500000 order by id limit 5';
+    const cleanRows = customers.slice(0, 5).map((c) => [c.id, c.name]);
+    const maskedRows = customers.slice(0, 5).map((c) => [c.id, partialEmail(c.email)]);
+    expect(await read(`${clean}; ${masked}; ${clean}; ${masked}`)).toEqual([...cleanRows, ...maskedRows, ...cleanRows, ...maskedRows]);
+    const pipeline = await alice.send([
+      serialize.parse({ text: clean }), serialize.bind({}), serialize.describe({ type: 'P' }), serialize.execute({}),
+      serialize.parse({ text: masked }), serialize.bind({}), serialize.describe({ type: 'P' }), serialize.execute({}),
+      serialize.sync(),
+    ]);
+    expect(pipeline.errors).toEqual([]);
+    assertNoLeak(pipeline);
+    expect(pipeline.rows).toEqual([...cleanRows, ...maskedRows]);
+  });
+
   it('extended protocol: masks view columns of rows that come without a RowDescription', async () => {
     const exchange = await alice.send([
       serialize.parse({ text: 'select v.id, v.name, v.r, c.email from mv_computed v join mv_contacts c on c.id = v.id where v.id < 500000 order by v.id limit 20' }),

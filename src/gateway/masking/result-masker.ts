@@ -31,6 +31,7 @@ export class ResultMasker {
   private readonly masked: boolean[];
   /** The result names a relation `maskedKeys` does not know. */
   private namesUnknownRelation = false;
+  private readonly anyWork: boolean;
 
   // Per-row scratch for maskRow, reused (one masker per result; rows are handled one at a time).
   private readonly editStarts: number[] = [];
@@ -78,6 +79,7 @@ export class ResultMasker {
     });
     this.bytePartial = this.plan.map((step, index) => step === 'partial' && PLAIN_TEXT_TYPES.has(fields[index]!.typeOid));
     this.masked = fields.map(() => false);
+    this.anyWork = this.plan.some((step) => step !== 'pass');
   }
 
   /**
@@ -105,7 +107,7 @@ export class ResultMasker {
 
   /** Whether any column needs work at all; when not, DataRows can stream untouched. */
   get needed(): boolean {
-    return this.plan.some((step) => step !== 'pass');
+    return this.anyWork;
   }
 
   /** Binary-format columns cannot be scanned or masked as text: the caller must refuse such a result. */

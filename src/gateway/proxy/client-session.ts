@@ -909,14 +909,20 @@ export class ClientSession {
       throw new MaskingFailure('binary-format result rows of a masked statement');
     }
     this.currentMasker = masker;
-    // Rows of a result with something to mask skip the general inspection (rows needing nothing stream untouched).
-    if (this.relay) this.relay.rewriteRow = masker.needed ? (chunk, start, end) => masker.maskRow(chunk, start, end) : null;
+    if (!this.relay) return;
+    // Rows of a result with something to mask skip the general inspection; a result with nothing to mask (every
+    // column clean by the catalog) streams untouched to its end, like an unmasked one.
+    this.relay.rewriteRow = masker.needed ? (chunk, start, end) => masker.maskRow(chunk, start, end) : null;
+    if (!masker.needed) this.relay.inspectDataRows = false;
   }
 
   private endResult(head: InFlight | undefined): void {
     if (this.currentMasker && head) for (const column of this.currentMasker.maskedColumns) (head.maskedColumns ??= new Set()).add(column);
     this.currentMasker = null;
-    if (this.relay) this.relay.rewriteRow = null;
+    if (!this.relay) return;
+    this.relay.rewriteRow = null;
+    // The next result may be a masked statement's again (this one is still counted until it is finished).
+    this.relay.inspectDataRows = this.maskedInFlight > 0;
   }
 
   private maskDataRow(head: InFlight | undefined, body: Buffer): RelayAction {
