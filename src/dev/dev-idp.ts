@@ -241,7 +241,8 @@ async function loadOidcProvider(log: (line: string) => void): Promise<OidcProvid
 // ---------------------------------------------------------------------------------------------------------------
 // Persisted secrets
 
-async function readOrCreateSecretFile(path: string, create: () => Promise<string> | string): Promise<string> {
+/** The file's content, or `create()`'s written to it (owner-only); when two processes race, the first file wins. */
+export async function readOrCreateSecretFile(path: string, create: () => Promise<string> | string): Promise<string> {
   try {
     return await readFile(path, 'utf8');
   } catch (error) {

@@ -5,7 +5,7 @@
  * a restart keeps credentials valid.
  */
 import { randomBytes } from 'node:crypto';
-import { access, chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { access, chmod, mkdir, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
@@ -19,7 +19,7 @@ import type { Logger } from '../gateway/log.js';
 import { generateSelfSignedCertificate } from '../gateway/tls/self-signed.js';
 import { DEMO_DATABASE, DEMO_TARGET_NAME, seedDemoDatabase } from './demo-fixture.js';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres.js';
-import { startDevIdp, type DevIdp } from './dev-idp.js';
+import { readOrCreateSecretFile, startDevIdp, type DevIdp } from './dev-idp.js';
 import { DEV_CLI_CLIENT_ID, DEV_GATEWAY_AUDIENCE, DEV_GATEWAY_RESOURCE, DEV_GROUPS_CLAIM, DEV_KIND_CLAIM } from './dev-identities.js';
 
 /** Fixed dev ports, so the quickstart's commands never change; 0 asks for random ones. */
@@ -55,17 +55,6 @@ export interface DevStack {
 export function defaultDevStateDir(env: NodeJS.ProcessEnv = process.env): string {
   const base = env['XDG_STATE_HOME'] || join(homedir(), '.local', 'state');
   return join(base, 'dbgate', 'dev');
-}
-
-async function readOrCreate(path: string, create: () => Promise<string> | string): Promise<string> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-    const content = await create();
-    await writeFile(path, content, { mode: 0o600 });
-    return content;
-  }
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -110,9 +99,9 @@ async function startDevStackOn(upstream: string, stateDir: string, options: DevS
     throw new DbgateError('USAGE', '--upstream must be a postgres://user:password@host:port/database URL (TCP)');
   }
 
-  const servicePassword = (await readOrCreate(join(stateDir, 'secrets', 'service-password'), () =>
+  const servicePassword = (await readOrCreateSecretFile(join(stateDir, 'secrets', 'service-password'), () =>
     randomBytes(24).toString('base64url'))).trim();
-  await readOrCreate(join(stateDir, 'secrets', 'credential-signing.jwk'), async () =>
+  await readOrCreateSecretFile(join(stateDir, 'secrets', 'credential-signing.jwk'), async () =>
     `${JSON.stringify(await generateSigningKeyJwk(), null, 2)}\n`);
   const certFile = join(stateDir, 'tls', 'gateway.crt');
   const keyFile = join(stateDir, 'tls', 'gateway.key');
@@ -201,6 +190,9 @@ async function startDevStackOn(upstream: string, stateDir: string, options: DevS
  * Creates the service role, the demo database (owned by the service role, so the gateway can also run DDL there on
  * behalf of users who are allowed to) and the state database, then seeds the demo data. Idempotent.
  */
+/** The advisory lock key of the dev setup (any bigint; this one spells "dbgatedv" in ASCII). */
+const DEV_SETUP_LOCK = '7233457619772728438';
+
 async function prepareUpstream(upstreamUrl: URL, servicePassword: string): Promise<void> {
   const admin = new pg.Client({ connectionString: upstreamUrl.toString(), application_name: 'dbgate-dev-setup' });
   try {
@@ -211,6 +203,10 @@ async function prepareUpstream(upstreamUrl: URL, servicePassword: string): Promi
     });
   }
   try {
+    // Two dev stacks starting at once on one server (two terminals, parallel CI jobs) would alter the same role and
+    // create the same databases concurrently ("tuple concurrently updated"): one setup at a time per server, held
+    // until the demo data is seeded.
+    await admin.query('select pg_advisory_lock($1)', [DEV_SETUP_LOCK]);
     const role = quoteIdentifier(DEV_SERVICE_ROLE);
     const exists = await admin.query('select 1 from pg_roles where rolname = $1', [DEV_SERVICE_ROLE]);
     // The password is a literal in DDL (no parameters there); it is base64url, so it has no quote to escape.
@@ -222,19 +218,20 @@ async function prepareUpstream(upstreamUrl: URL, servicePassword: string): Promi
         await admin.query(`create database ${quoteIdentifier(database)}${owner ? ` owner ${owner}` : ''}`);
       }
     }
+    const demoUrl = new URL(upstreamUrl.toString());
+    demoUrl.pathname = `/${DEMO_DATABASE}`;
+    const demo = new pg.Client({ connectionString: demoUrl.toString(), application_name: 'dbgate-dev-setup' });
+    await demo.connect();
+    try {
+      // Create the demo objects as the service role so it owns them.
+      await demo.query(`set role ${quoteIdentifier(DEV_SERVICE_ROLE)}`);
+      await seedDemoDatabase(demo);
+    } finally {
+      await demo.end();
+    }
   } finally {
+    // Ending the session releases the advisory lock.
     await admin.end();
   }
-
-  const demoUrl = new URL(upstreamUrl.toString());
-  demoUrl.pathname = `/${DEMO_DATABASE}`;
-  const demo = new pg.Client({ connectionString: demoUrl.toString(), application_name: 'dbgate-dev-setup' });
-  await demo.connect();
-  try {
-    // Create the demo objects as the service role so it owns them.
-    await demo.query(`set role ${quoteIdentifier(DEV_SERVICE_ROLE)}`);
-    await seedDemoDatabase(demo);
-  } finally {
-    await demo.end();
-  }
 }
+

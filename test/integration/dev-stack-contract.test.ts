@@ -102,6 +102,16 @@ describe('dbgate-gateway dev --upstream', () => {
     expect(await readFile(join(stateDir, 'secrets', 'credential-signing.jwk'), 'utf8')).toBe(key);
   });
 
+  it('starts two dev gateways at the same moment on one server and state dir', async () => {
+    // Both set up the same role and databases; without taking turns one of them failed ("tuple concurrently updated").
+    const args = ['--upstream', cluster.adminUrl, '--state', stateDir, '--pg-port', '0', '--api-port', '0', '--idp-port', '0', '--json'];
+    for (let attempt = 0; attempt < 3; attempt += 1) {
+      const runs = await Promise.all([runDevUntilReady(args, async () => {}), runDevUntilReady(args, async () => {})]);
+      expect(runs.map((run) => run.code)).toEqual([0, 0]);
+      expect(runs.map((run) => run.stderr)).not.toContainEqual(expect.stringContaining('internal error'));
+    }
+  });
+
   it('explains a bad --upstream in one line with exit 1, without echoing the password', async () => {
     const child = spawn(process.execPath, ['bin/dbgate-gateway', 'dev', '--upstream', 'postgres://postgres:hunter2@127.0.0.1:9/postgres',
       '--state', stateDir, '--pg-port', '0', '--api-port', '0', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
