@@ -172,8 +172,8 @@ export class AuditWriter {
 
   /** One COPY line into the chunk being filled, or a new one when it might not fit. */
   private write(line: string): void {
-    // A UTF-16 code unit takes at most 3 bytes in UTF-8.
-    const room = line.length * 3;
+    // A UTF-16 code unit takes at most 3 bytes in UTF-8; a long line (a huge statement) is measured instead.
+    const room = line.length <= CHUNK_BYTES / 3 ? line.length * 3 : Buffer.byteLength(line, 'utf8');
     if (this.filling === null || this.filling.length - this.filled < room) {
       this.seal();
       this.filling = Buffer.allocUnsafeSlow(Math.max(CHUNK_BYTES, room));
