@@ -3,7 +3,7 @@
  * the same kind, and gives up on everything else (the decision cache then asks libpg_query's normalize).
  */
 import { describe, expect, it } from 'vitest';
-import { literalShape, parameterizedShape } from '../../src/gateway/policy/literal-shape.js';
+import { isNormalizationOf, literalShape } from '../../src/gateway/policy/literal-shape.js';
 
 const INT = '\u0001';
 const NUM = '\u0002';
@@ -111,10 +111,29 @@ describe('literalShape', () => {
   });
 });
 
-describe('parameterizedShape', () => {
-  it('numbers the markers in text order', () => {
-    expect(parameterizedShape({ key: `SELECT ${INT}, ${NUM}, ${STR}`, literals: 3 })).toBe('SELECT $1, $2, $3');
+describe('isNormalizationOf', () => {
+  const shape = { key: `SELECT ${INT}, ${NUM}, ${STR} FROM t`, literals: 3 };
+
+  it('accepts the key with one parameter of its own for each marker, in any order', () => {
+    expect(isNormalizationOf('SELECT $1, $2, $3 FROM t', shape)).toBe(true);
+    expect(isNormalizationOf('SELECT $3, $1, $2 FROM t', shape)).toBe(true);
     const eleven = literalShape(`SELECT ${Array.from({ length: 11 }, (_, i) => i).join(', ')}`)!;
-    expect(parameterizedShape(eleven)).toBe('SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11');
+    expect(isNormalizationOf('SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11', eleven)).toBe(true);
+    expect(isNormalizationOf('SELECT $11, $2, $3, $4, $5, $6, $7, $8, $9, $10, $1', eleven)).toBe(true);
+  });
+
+  it.each([
+    ['a number used twice', 'SELECT $1, $1, $3 FROM t'],
+    ['a number out of range', 'SELECT $1, $2, $4 FROM t'],
+    ['$0 and leading zeros', 'SELECT $0, $1, $2 FROM t'],
+    ['a leading zero', 'SELECT $01, $2, $3 FROM t'],
+    ['a literal left in place', "SELECT $1, $2, 'x' FROM t"],
+    ['a parameter where the key has text', 'SELECT $1, $2, $3 FROM $4'],
+    ['other text', 'SELECT $1, $2, $3 FROM u'],
+    ['a missing tail', 'SELECT $1, $2, $3'],
+    ['an extra tail', 'SELECT $1, $2, $3 FROM t;'],
+    ['a sign folded into the constant', 'SELECT $1, $2, -$3 FROM t'],
+  ])('rejects %s', (_, normalized) => {
+    expect(isNormalizationOf(normalized, shape)).toBe(false);
   });
 });

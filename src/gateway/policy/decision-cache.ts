@@ -29,7 +29,7 @@
  * a client fill the cache with megabytes of text); `maxEntries` bounds each map.
  */
 import { classifyStatements, normalizeStatementText, type Classification } from './classify.js';
-import { literalShape, parameterizedShape, type LiteralShape } from './literal-shape.js';
+import { isNormalizationOf, literalShape, type LiteralShape } from './literal-shape.js';
 import { evaluate, type Decision, type EvaluationInput, type Policy } from './policy.js';
 
 export interface DecisionCacheOptions {
@@ -185,12 +185,12 @@ export class DecisionCache {
 
   /**
    * PostgreSQL's normalisation of `sql` (see `normalizedByParser`), verifying the text's literal shape on the way:
-   * normalize's answer is remembered for the shape only when it is the shape with `$1` … `$n` for its literals,
-   * which proves every text of the shape normalises to it (literal-shape.ts).
+   * normalize's answer is remembered for the shape only when it is the shape with a parameter of its own for each
+   * literal, which proves every text of the shape normalises to it (literal-shape.ts).
    */
   private normalize(sql: string, shape: LiteralShape | undefined): string | undefined {
     const normalized = normalizedByParser(sql);
-    if (shape !== undefined && normalized !== undefined && normalized === parameterizedShape(shape)) {
+    if (shape !== undefined && normalized !== undefined && isNormalizationOf(normalized, shape)) {
       this.normalizedByShape.set(shape.key, normalized);
     }
     return normalized;

@@ -31,19 +31,21 @@
  *    BY skip integer constants, by kind), each by the token the scanner finds at its location (with a leading minus
  *    for negative numbers), numbered in the order of the walk. So it replaces the same positions, numbered the same,
  *    in every text of a shape.
- * 4. Verification: the normalised text equals the key with its markers replaced in order by `$1` … `$n`. The key
- *    holds no `$` and every literal starts with a digit or a quote, so a replacement starting before a literal would
- *    put a `$` where the key has none, and one starting after it would leave that digit or quote where the key says
- *    `$`: the k-th replacement starts where the k-th literal does, and, both being the token the scanner finds
- *    there, ends where it does; no digit follows a marker, so its number is k. By induction normalize replaced
- *    exactly the literal tokens, numbered in text order, and changed nothing else. By 2 and 3 it does the same for
- *    every text of the shape: the same normalised text.
+ * 4. Verification: the normalised text equals the key with its markers replaced by `$1` … `$n`, each number once,
+ *    in whatever order normalize's walk numbered them. The key holds no `$` and every literal starts with a digit
+ *    or a quote, so a replacement starting before a literal would put a `$` where the key has none, and one
+ *    starting after it would leave that digit or quote where the key says `$`: the k-th replacement starts where
+ *    the k-th literal does, and, both being the token the scanner finds there, ends where it does; no digit follows
+ *    a marker, so its number ends there. By induction normalize replaced exactly the literal tokens, each with a
+ *    number of its own, and changed nothing else. By 2 and 3 it does the same for every text of the shape, numbered
+ *    the same way (the walk is the same): the same normalised text. A shape whose normalisation uses a number twice
+ *    (a GROUP BY expression matched to a select-list one) does not verify.
  *
  * Shapes that fail verification simply keep calling normalize: negative numbers (`= -1`: normalize replaces `-1`,
  * sign included, so `-$1` ≠ `$1`), booleans and NULL (constants normalize replaces where the key kept the keyword),
- * positions (`ORDER BY 2`), type modifiers (`varchar(10)`), out-of-order numbering (`LIMIT 10 OFFSET 5` →
- * `LIMIT $2 OFFSET $1`), duplicated parameters (a GROUP BY expression that repeats a select-list one), identifiers
- * that SET turns into constants (`SET search_path TO 'a', public` → `SET search_path TO $1, $2`).
+ * positions (`ORDER BY 2`), type modifiers (`varchar(10)`), duplicated parameters (a GROUP BY expression that
+ * repeats a select-list one), identifiers that SET turns into constants (`SET search_path TO 'a', public` →
+ * `SET search_path TO $1, $2`).
  * test/unit/literal-shape-normalize.test.ts checks the property against the real normalize on random literals.
  *
  * @see https://github.com/postgres/postgres/blob/master/src/backend/parser/scan.l
@@ -63,7 +65,9 @@ export interface LiteralShape {
 const INTEGER_MARKER = '\u0001';
 const OTHER_NUMERIC_MARKER = '\u0002';
 const STRING_MARKER = '\u0003';
-const MARKERS = /[\u0001-\u0003]/g;
+const INTEGER_MARKER_CODE = INTEGER_MARKER.charCodeAt(0);
+const OTHER_NUMERIC_MARKER_CODE = OTHER_NUMERIC_MARKER.charCodeAt(0);
+const STRING_MARKER_CODE = STRING_MARKER.charCodeAt(0);
 
 const enum Char {
   Tab = 0x09,
@@ -205,13 +209,32 @@ export function literalShape(sql: string): LiteralShape | undefined {
 }
 
 /**
- * What normalize returns for a text of this shape when it replaces exactly the literal tokens: the key with its
- * markers replaced, in order, by `$1` … `$n`. A normalised text equal to it verifies the shape (see the module
- * comment).
+ * Whether `normalized` is what normalize gives for a text of this shape when it replaces exactly its literal tokens:
+ * the key with each marker replaced by a parameter `$k`, every k from 1 to the number of literals once, in any order
+ * (normalize numbers in the order of its tree walk, which the shape fixes: `LIMIT 10 OFFSET 5` → `LIMIT $2 OFFSET
+ * $1`). Such a normalised text verifies the shape (see the module comment).
  */
-export function parameterizedShape(shape: LiteralShape): string {
-  let parameter = 0;
-  return shape.key.replace(MARKERS, () => `$${(parameter += 1)}`);
+export function isNormalizationOf(normalized: string, shape: LiteralShape): boolean {
+  const { key, literals } = shape;
+  const numbered = new Uint8Array(literals + 1);
+  let at = 0;
+  for (let i = 0; i < key.length; i += 1) {
+    const c = key.charCodeAt(i);
+    if (c !== INTEGER_MARKER_CODE && c !== OTHER_NUMERIC_MARKER_CODE && c !== STRING_MARKER_CODE) {
+      if (normalized.charCodeAt(at) !== c) return false;
+      at += 1;
+      continue;
+    }
+    if (normalized.charCodeAt(at) !== Char.Dollar || normalized.charCodeAt(at + 1) === Char.Zero) return false;
+    at += 1;
+    let number = 0;
+    const start = at;
+    while (isDigit(normalized.charCodeAt(at)) && at - start < 6) number = number * 10 + normalized.charCodeAt(at++) - Char.Zero;
+    // Nothing in a key follows a marker with a digit (module comment, 4), so the number ends here.
+    if (at === start || isDigit(normalized.charCodeAt(at)) || number > literals || numbered[number] === 1) return false;
+    numbered[number] = 1;
+  }
+  return at === normalized.length;
 }
 
 /** The class of a character code; NaN (past the end of the text) and non-ASCII codes are refused. */
