@@ -16,14 +16,8 @@ import type { PolicyCatalog } from './target-catalog.js';
 
 /** Per-connection state that decisions depend on, tracked by the proxy as statements succeed. */
 export interface SessionPolicyState {
-  /** The session's search_path, unquoted (`['$user', 'public']`). */
+  /** The session's search_path, unquoted (`['$user', 'public']`). Replaced, never changed in place. */
   searchPath: string[];
-  /**
-   * Decisions already taken on this connection, by statement text, for texts with parameters (`$1`): drivers send
-   * them again verbatim. Everything else a decision depends on (policy, identity, target) is fixed for the
-   * connection; the proxy clears this when the search_path or the policy's view of the target's catalog change.
-   */
-  decisions: Map<string, StatementDecision>;
   /** What the policy knows of the target's catalog, from its current read (target-catalog.ts); absent until read. */
   catalog?: PolicyCatalog;
 }
@@ -132,14 +126,14 @@ export function createPolicyStatementHook({ audit, policy, cache }: PolicyHookOp
       // Statements with parameters come again verbatim (drivers parse them anew, unnamed, for every execution): the
       // connection remembers their decisions. Texts with their values inline rarely repeat, and remembering each
       // would cost more than it saves; the shared cache serves them.
-      const { session } = connection;
+      const scope = scopeOf(connection);
       const memo = event.text.includes('$');
-      const remembered = memo ? session.decisions.get(event.text) : undefined;
+      const remembered = memo ? scope.decided.get(event.text) : undefined;
       if (remembered) return remembered;
-      const decided = decideWithPolicy(policy, cache, connection, event.text);
+      const decided = decideWithPolicy(policy, cache, scope, event.text);
       if (memo) {
-        if (session.decisions.size >= SESSION_DECISIONS_LIMIT) session.decisions.clear();
-        session.decisions.set(event.text, decided);
+        if (scope.decided.size >= SESSION_DECISIONS_LIMIT) scope.decided.clear();
+        scope.decided.set(event.text, decided);
       }
       return decided;
     },
@@ -175,33 +169,49 @@ export function createPolicyStatementHook({ audit, policy, cache }: PolicyHookOp
 }
 
 /** What a decision contributes to the audit detail, one frozen object per decision (the writer encodes it once). */
-const decisionDetails = new WeakMap<StatementDecision, Readonly<Record<string, unknown>>>();
+type AuditDetail = Readonly<Record<string, unknown>>;
 
-function auditDetail(decision: StatementDecision | undefined, maskedColumns: readonly string[]): Readonly<Record<string, unknown>> {
+const decisionDetails = new WeakMap<StatementDecision, AuditDetail>();
+
+function auditDetail(decision: StatementDecision | undefined, maskedColumns: readonly string[]): AuditDetail {
   if (decision === undefined) return maskedColumns.length > 0 ? { masked_columns: maskedColumns } : NO_DETAIL;
   if (maskedColumns.length > 0) return { decision: decision.action, rule: decision.rule, masked_columns: maskedColumns };
   let detail = decisionDetails.get(decision);
-  if (detail === undefined) decisionDetails.set(decision, (detail = Object.freeze({ decision: decision.action, rule: decision.rule })));
+  if (detail === undefined) {
+    detail = Object.freeze({ decision: decision.action, rule: decision.rule });
+    decisionDetails.set(decision, detail);
+  }
   return detail;
 }
 
 const NO_DETAIL = Object.freeze({});
 
-/** Each connection's decision scope, made again when its search_path or catalog read changes. */
-const scopes = new WeakMap<ConnectionContext, DecisionScope>();
+/**
+ * What a connection's decisions depend on besides the text, and the decisions already taken with it (by text, for
+ * texts with parameters). Everything else (policy, identity, target) is fixed for the connection; when its
+ * search_path or catalog read changes, a new scope comes with an empty memo.
+ */
+interface ConnectionScope {
+  scope: DecisionScope;
+  decided: Map<string, StatementDecision>;
+}
 
-function decisionScope(connection: ConnectionContext): DecisionScope {
+const scopes = new WeakMap<ConnectionContext, ConnectionScope>();
+
+function scopeOf(connection: ConnectionContext): ConnectionScope {
   const { identity, target, session } = connection;
   const known = scopes.get(connection);
-  if (known !== undefined && known.searchPath === session.searchPath && known.catalog === session.catalog) return known;
+  // The proxy replaces the search_path and the catalog read when they change, never changes them in place.
+  if (known?.scope.searchPath === session.searchPath && known.scope.catalog === session.catalog) return known;
   const scope: DecisionScope = Object.freeze({
     identity: { subject: identity.subject, groups: identity.groups, kind: identity.kind },
     target: target.name,
     searchPath: session.searchPath,
     ...(session.catalog ? { catalog: session.catalog } : {}),
   });
-  scopes.set(connection, scope);
-  return scope;
+  const fresh = { scope, decided: new Map<string, StatementDecision>() };
+  scopes.set(connection, fresh);
+  return fresh;
 }
 
 /**
@@ -210,14 +220,13 @@ function decisionScope(connection: ConnectionContext): DecisionScope {
  */
 const builtDecisions = new WeakMap<CachedDecision, StatementDecision>();
 
-/** The policy's decision for one statement text on this connection (before per-connection memoisation). */
-function decideWithPolicy(policy: Policy, cache: DecisionCache, connection: ConnectionContext, text: string): StatementDecision {
-  const { session } = connection;
-  const cached = cache.decide(policy, decisionScope(connection), text);
+/** The policy's decision for one statement text in a connection's scope (before the scope's memo). */
+function decideWithPolicy(policy: Policy, cache: DecisionCache, { scope }: ConnectionScope, text: string): StatementDecision {
+  const cached = cache.decide(policy, scope, text);
   let built = builtDecisions.get(cached);
   if (built === undefined) {
-    // The cache key holds the session's search_path, so what is built from a cached decision is the same for all.
-    built = Object.freeze(statementDecision(cached, session.searchPath));
+    // The cache key holds the scope's search_path, so what is built from a cached decision is the same for all.
+    built = Object.freeze(statementDecision(cached, scope.searchPath));
     builtDecisions.set(cached, built);
   }
   return built;

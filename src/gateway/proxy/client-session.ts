@@ -105,7 +105,7 @@ interface InFlight {
   /** Result columns whose values were masked, for the audit record (absent: none). */
   maskedColumns: Set<string> | undefined;
   /** execute and describe: the prepared statement (or portal) they refer to. */
-  prepared?: PreparedStatement;
+  prepared: PreparedStatement | undefined;
 }
 
 /** A prepared statement or portal: its text and the decision taken when it was parsed. */
@@ -126,7 +126,8 @@ const SMALL_WRITE_BYTES = Buffer.poolSize >>> 1;
 /** A statement naming a relation the catalog does not know has it read again, unless the read is younger than this. */
 const CATALOG_RECHECK_MS = 1_000;
 
-const NONE: readonly string[] = Object.freeze([]);
+/** A statement's masked columns when none was masked. */
+const NO_COLUMNS: readonly string[] = Object.freeze([]);
 
 /** For Execute/Sync of statements the gateway never saw parsed (nothing to judge; they fail upstream). */
 const UNKNOWN_STATEMENT: StatementDecision = { action: 'allow', rule: 'builtin:unknown-statement', changesSchema: false };
@@ -451,7 +452,7 @@ export class ClientSession {
       target,
       clientAddress: this.clientAddress,
       tunnelId: this.tunnelId,
-      session: { searchPath: startupSearchPath(this.startupParameters.get('search_path')), decisions: new Map() },
+      session: { searchPath: startupSearchPath(this.startupParameters.get('search_path')) },
     };
     try {
       this.useCatalog(await this.deps.maskCatalog.resolve(target));
@@ -597,11 +598,9 @@ export class ClientSession {
     if (keys === this.maskedKeys) return;
     this.maskedKeys = keys;
     const session = this.context!.session;
-    if (session.catalog?.version !== keys.policyCatalog.version) {
-      // Decisions taken on another catalog are not this connection's decisions any more (policy/target-catalog.ts).
-      session.catalog = keys.policyCatalog;
-      session.decisions.clear();
-    }
+    // Decisions taken on another catalog are not this connection's decisions any more (policy/target-catalog.ts); a
+    // read that changed nothing the policy sees keeps them.
+    if (session.catalog?.version !== keys.policyCatalog.version) session.catalog = keys.policyCatalog;
   }
 
   /**
@@ -658,7 +657,7 @@ export class ClientSession {
         const portal = readCString(message.body, 0).value;
         const prepared = this.portals.get(portal);
         const statement = prepared ?? { text: '', decision: UNKNOWN_STATEMENT };
-        this.track({ ...this.entry('execute', 'execute', statement.text, now, statement.decision), ...(prepared ? { prepared } : {}) });
+        this.track(this.entry('execute', 'execute', statement.text, now, statement.decision, prepared));
         toUpstream.push(message.raw);
         return true;
       }
@@ -668,7 +667,7 @@ export class ClientSession {
         const prepared = kind === 0x53 /* 'S' */ ? this.statements.get(name) : this.portals.get(name);
         // The answer of a masked statement is kept for later Executes without a Describe (PreparedStatement).
         if (prepared?.decision.action === 'mask') {
-          this.inFlight.push({ ...this.entry('describe', 'parse', prepared.text, now, UNKNOWN_STATEMENT), prepared });
+          this.inFlight.push(this.entry('describe', 'parse', prepared.text, now, UNKNOWN_STATEMENT, prepared));
         }
         toUpstream.push(message.raw);
         return true;
@@ -722,7 +721,8 @@ export class ClientSession {
     return decision;
   }
 
-  private entry(kind: InFlight['kind'], step: ProtocolStep, text: string, now: number, decision: StatementDecision): InFlight {
+  private entry(kind: InFlight['kind'], step: ProtocolStep, text: string, now: number, decision: StatementDecision,
+    prepared?: PreparedStatement): InFlight {
     return {
       kind,
       step,
@@ -733,6 +733,7 @@ export class ClientSession {
       sqlState: undefined,
       decision,
       maskedColumns: undefined,
+      prepared,
     };
   }
 
@@ -971,7 +972,7 @@ export class ClientSession {
       sqlState: entry.sqlState,
       rows,
       decision: entry.kind === 'sync' ? undefined : entry.decision,
-      maskedColumns: entry.maskedColumns ? [...entry.maskedColumns] : NONE,
+      maskedColumns: entry.maskedColumns ? [...entry.maskedColumns] : NO_COLUMNS,
     });
   }
 
@@ -1000,9 +1001,8 @@ export class ClientSession {
   // ── search_path ──────────────────────────────────────────────────────────────────────────────────────────────
 
   private setSearchPath(path: string[]): void {
+    // Decisions depend on the search_path (which table an unqualified name means): a new path, a new decision scope.
     this.context!.session.searchPath = path;
-    // Decisions depend on the search_path (which table an unqualified name means): forget the memo.
-    this.context!.session.decisions.clear();
   }
 
   /** The tracked search_path may be wrong: hold client messages until the server has said what it is. */
