@@ -394,7 +394,13 @@ async function startNodeRelay(cluster: PgCluster): Promise<{ port: number; pid: 
       }
     },
   });
-  const [line] = (await once(createInterface({ input: child.stdout! }), 'line')) as [string];
+  // Its first line is its port; if it dies first, the line never comes.
+  const line = await Promise.race([
+    once(createInterface({ input: child.stdout! }), 'line').then(([first]) => first as string),
+    once(child, 'exit').then(([code, signal]) => {
+      throw new Error(`the node relay exited before it listened (${String(signal ?? code)})`);
+    }),
+  ]);
   const port = Number(line);
   if (!Number.isInteger(port) || port <= 0) throw new Error(`the node relay printed no port: ${line}`);
   return { port, pid: child.pid };

@@ -195,9 +195,10 @@ export class AuditWriter {
   private async writeAll(batch: Chunk[]): Promise<void> {
     let start = 0;
     while (start < batch.length) {
-      let end = start;
-      let bytes = 0;
-      while (end < batch.length && (end === start || bytes + batch[end]!.bytes.length <= BYTES_PER_STATEMENT)) bytes += batch[end++]!.bytes.length;
+      // At least one chunk, and more while the statement stays within BYTES_PER_STATEMENT.
+      let end = start + 1;
+      let bytes = batch[start]!.bytes.length;
+      while (end < batch.length && bytes + batch[end]!.bytes.length <= BYTES_PER_STATEMENT) bytes += batch[end++]!.bytes.length;
       const statement = batch.slice(start, end);
       try {
         await this.insert(statement);

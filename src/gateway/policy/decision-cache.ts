@@ -2,10 +2,11 @@
  * Decisions for repeated statements without re-parsing. pgbench-style traffic sends the same few texts over and over;
  * parsing and walking each one costs tens of microseconds, a Map lookup well under one.
  *
- * Two bounded LRU maps:
+ * Bounded maps that keep what was used recently (RecentlyUsedMap):
  * - classifications by exact statement text (a classification depends on nothing else), shared across identities;
  * - decisions by everything `evaluate` reads: policy version, identity kind, sorted groups, target, search_path,
- *   default search_path, the version of the target's catalog (target-catalog.ts) and the statement text. `evaluate` is pure, so a hit is the decision it would return.
+ *   default search_path, the version of the target's catalog (target-catalog.ts) and the statement text. `evaluate`
+ *   is pure, so a hit is the decision it would return. All but the text come from a DecisionScope, keyed once.
  *
  * Texts that differ only in their literals (`… WHERE aid = 17` / `… WHERE aid = 4711`: pgbench -M simple, ORMs that
  * inline values) share one decision, keyed by PostgreSQL's own normalisation of the text (libpg_query's
@@ -22,8 +23,9 @@
  * Normalising is itself the largest cost left on that path (a few microseconds of WASM per text), so the cache also
  * remembers normalised texts by literal shape (literal-shape.ts: the text with its literals replaced by markers of
  * their kind, found by a pure-JS scan). A shape is remembered only once normalize has verified it — turned a text of
- * that shape into exactly the shape with `$1` … `$n` for its markers — and then every text of the shape has that
- * normalisation (the argument is in literal-shape.ts); texts the scan cannot vouch for keep calling normalize.
+ * that shape into exactly the shape with a parameter of its own for each marker — and then every text of the shape
+ * has that normalisation (the argument is in literal-shape.ts); texts the scan cannot vouch for keep calling
+ * normalize.
  *
  * Statements longer than `maxStatementLength` are not cached (they are rarely repeated byte for byte, and would let
  * a client fill the cache with megabytes of text); `maxEntries` bounds each map.
@@ -33,7 +35,7 @@ import { isNormalizationOf, literalShape, type LiteralShape } from './literal-sh
 import { evaluate, type Decision, type EvaluationInput, type Policy } from './policy.js';
 
 export interface DecisionCacheOptions {
-  /** Entries per map (classifications, decisions, shapes). Default 10,000. */
+  /** Entries per map (classifications, decisions, normalised misses, literal shapes). Default 10,000. */
   maxEntries?: number;
   /** Longer statement texts are classified and judged every time. Default 8 KiB of characters. */
   maxStatementLength?: number;
@@ -118,8 +120,8 @@ class RecentlyUsedMap<V> {
 export class DecisionCache {
   private readonly decisions: RecentlyUsedMap<CachedDecision>;
   private readonly classifications: RecentlyUsedMap<Classification>;
-  /** Normalised keys of statements that missed once: a second miss of the same shape tries to share its decision. */
-  private readonly shapes: RecentlyUsedMap<true>;
+  /** Normalised keys of statements that missed once: a second miss of the same kind tries to share its decision. */
+  private readonly normalizedMisses: RecentlyUsedMap<true>;
   /** Normalised texts by verified literal shape (literal-shape.ts). */
   private readonly normalizedByShape: RecentlyUsedMap<string>;
   private readonly prefixes = new WeakMap<DecisionScope, { policy: Policy; prefix: string }>();
@@ -134,7 +136,7 @@ export class DecisionCache {
     const maxEntries = options.maxEntries ?? 10_000;
     this.decisions = new RecentlyUsedMap(maxEntries);
     this.classifications = new RecentlyUsedMap(maxEntries);
-    this.shapes = new RecentlyUsedMap(maxEntries);
+    this.normalizedMisses = new RecentlyUsedMap(maxEntries);
     this.normalizedByShape = new RecentlyUsedMap(maxEntries);
     this.maxStatementLength = options.maxStatementLength ?? 8192;
   }
@@ -144,8 +146,6 @@ export class DecisionCache {
     const cacheable = sql.length <= this.maxStatementLength;
     if (!cacheable) return this.evaluateText(policy, scope, sql, false);
     const prefix = this.keyPrefix(policy, scope);
-    // A normalised text is also a valid statement text: the marker keeps the two kinds of key apart.
-    const normalizedKeyOf = (normalized: string): string => `${prefix}normalized\u0000${normalized}`;
     // The cheapest way first: a verified literal shape gives the normalised text (texts differing in literals are
     // the common repetition), then the exact text, and only then normalize. A text's decision under its normalised
     // text is the decision of its exact text, so the order changes nothing but the cost.
@@ -153,16 +153,16 @@ export class DecisionCache {
     const shapeNormalized = shape === undefined ? undefined : this.normalizedByShape.get(shape.key);
     if (shapeNormalized !== undefined) {
       this.shapeHits += 1;
-      const shared = this.decisions.get(normalizedKeyOf(shapeNormalized));
+      const shared = this.decisions.get(normalizedKey(prefix, shapeNormalized));
       if (shared !== undefined) return this.hit(true, shared);
     }
-    const key = `${prefix}exact\u0000${sql}`;
+    const key = exactKey(prefix, sql);
     const hit = this.decisions.get(key);
     if (hit !== undefined) return this.hit(false, hit);
     const normalized = shapeNormalized ?? this.normalize(sql, shape);
-    const normalizedKey = normalized === undefined ? undefined : normalizedKeyOf(normalized);
-    if (normalizedKey !== undefined && shapeNormalized === undefined) {
-      const shared = this.decisions.get(normalizedKey);
+    const sharedKey = normalized === undefined ? undefined : normalizedKey(prefix, normalized);
+    if (sharedKey !== undefined && shapeNormalized === undefined) {
+      const shared = this.decisions.get(sharedKey);
       if (shared !== undefined) return this.hit(true, shared);
     }
     this.misses += 1;
@@ -170,9 +170,9 @@ export class DecisionCache {
     const cached: CachedDecision = Object.freeze({ ...result, cached: true });
     this.decisions.set(key, cached);
     // Judging the normalised text costs a second classification: only worth it for a shape seen before.
-    if (normalizedKey !== undefined && !result.classification.literalSensitive && this.shapeSeen(normalizedKey)) {
+    if (sharedKey !== undefined && !result.classification.literalSensitive && this.missedBefore(sharedKey)) {
       const general = this.evaluateText(policy, scope, normalized!, true);
-      if (sameDecision(general.decision, result.decision)) this.decisions.set(normalizedKey, cached);
+      if (sameDecision(general.decision, result.decision)) this.decisions.set(sharedKey, cached);
     }
     return result;
   }
@@ -196,10 +196,10 @@ export class DecisionCache {
     return normalized;
   }
 
-  /** Whether a statement of this normalised shape missed the cache before (and records that this one did). */
-  private shapeSeen(normalizedKey: string): boolean {
-    if (this.shapes.get(normalizedKey) !== undefined) return true;
-    this.shapes.set(normalizedKey, true);
+  /** Whether a statement with this normalised key missed the cache before (and records that this one did). */
+  private missedBefore(key: string): boolean {
+    if (this.normalizedMisses.get(key) !== undefined) return true;
+    this.normalizedMisses.set(key, true);
     return false;
   }
 
@@ -246,7 +246,7 @@ export class DecisionCache {
   clear(): void {
     this.decisions.clear();
     this.classifications.clear();
-    this.shapes.clear();
+    this.normalizedMisses.clear();
     this.normalizedByShape.clear();
   }
 }
@@ -260,7 +260,17 @@ function decisionKeyPrefix(policy: Policy, scope: DecisionScope): string {
   const groups = [...scope.identity.groups].sort().join('\u0001');
   const searchPath = scope.searchPath.join('\u0001');
   const defaultSearchPath = scope.defaultSearchPath?.join('\u0001') ?? '';
-  return `${[policy.version, scope.identity.kind, groups, scope.target, searchPath, defaultSearchPath, scope.catalog?.version ?? ''].join('\u0000')}\u0000`;
+  const parts = [policy.version, scope.identity.kind, groups, scope.target, searchPath, defaultSearchPath, scope.catalog?.version ?? ''];
+  return `${parts.join('\u0000')}\u0000`;
+}
+
+function exactKey(prefix: string, sql: string): string {
+  return `${prefix}exact\u0000${sql}`;
+}
+
+/** A normalised text is also a valid statement text: the marker keeps the two kinds of key apart. */
+function normalizedKey(prefix: string, normalized: string): string {
+  return `${prefix}normalized\u0000${normalized}`;
 }
 
 /**

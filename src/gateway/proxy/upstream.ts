@@ -112,10 +112,8 @@ export interface ConnectUpstreamOptions {
 /** Plain TCP or TLS to the target, as its config says; `reads` for a plain TCP connection that reuses its buffer. */
 async function openTransport(target: TargetConfig, timeoutMs: number, reads?: ReusedReads): Promise<Socket | TLSSocket> {
   const tcp = await new Promise<Socket>((resolve, reject) => {
-    // TLS reads its records from the socket itself: a reused buffer is for plain TCP only.
-    const reused = reads !== undefined && target.tls === 'disable';
-    const socket = connectTcp({ host: target.host, port: target.port, ...(reused ? { onread: reads.onread } : {}) });
-    if (reused) reads.attach(socket);
+    const socket = connectTcp({ host: target.host, port: target.port, ...(reads ? { onread: reads.onread } : {}) });
+    reads?.attach(socket);
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
     const timer = setTimeout(() => socket.destroy(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs);
@@ -156,6 +154,7 @@ async function openTransport(target: TargetConfig, timeoutMs: number, reads?: Re
 export async function connectUpstream(options: ConnectUpstreamOptions): Promise<UpstreamConnection> {
   const { target } = options;
   let socket: Socket | TLSSocket;
+  // TLS reads its records from the socket itself: a reused buffer is for plain TCP only.
   const reads = target.tls === 'disable' ? new ReusedReads() : undefined;
   try {
     socket = await openTransport(target, options.timeoutMs, reads);
