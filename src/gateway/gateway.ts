@@ -73,13 +73,15 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
   const hashKey = createHash('sha256').update('dbgate masking\0').update(String(config.credentials.signingKeyJwk.reveal()['d'])).digest();
   const secureContext = createSecureContext({ cert: config.tls.cert, key: config.tls.key.reveal(), minVersion: 'TLSv1.2' });
 
+  // Shared in the store: a cancel may reach another gateway than the connection's behind a load balancer.
+  const cancelKeys = new CancelKeyRegistry({ store, targets: config.targets, log });
   const listener = new PgListener({
     config,
     credentials,
     store,
     audit,
     hook,
-    cancelKeys: new CancelKeyRegistry(),
+    cancelKeys,
     secureContext,
     log,
     // Rules that name tables must see through views (policy/target-catalog.ts), masked columns or not.
@@ -117,6 +119,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
     });
   } catch (error) {
     await listener.close();
+    await cancelKeys.close();
     await store.close();
     throw error;
   }
@@ -140,7 +143,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
       closing ??= (async () => {
         clearInterval(revocationTimer);
         await Promise.allSettled([listener.close(), api.close()]);
-        await audit.close().catch(() => {});
+        await Promise.allSettled([audit.close(), cancelKeys.close()]);
         await store.close();
         log.log('info', 'gateway.stopped');
       })();

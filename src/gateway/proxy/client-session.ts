@@ -371,13 +371,15 @@ export class ClientSession {
   }
 
   private handleCancelRequest(processId: number, secretKey: number): void {
-    const backend = this.deps.cancelKeys.lookup(processId, secretKey);
     this.state = 'closed';
     this.client.end();
-    if (!backend) return; // unknown keys are ignored silently, as PostgreSQL does
-    cancelUpstream(backend.target, backend.processId, backend.secretKey).catch((error: unknown) => {
-      this.deps.log.log('warn', 'cancel.failed', { target: backend.target.name, reason: (error as Error).message });
-    });
+    const { cancelKeys, log } = this.deps;
+    cancelKeys.find(processId, secretKey).then((backend) => {
+      if (!backend) return; // unknown keys are ignored silently, as PostgreSQL does
+      return cancelUpstream(backend.target, backend.processId, backend.secretKey).catch((error: unknown) => {
+        log.log('warn', 'cancel.failed', { target: backend.target.name, reason: (error as Error).message });
+      });
+    }, (error: unknown) => log.log('warn', 'cancel.lookup_failed', { reason: (error as Error).message }));
   }
 
   // ── authentication ───────────────────────────────────────────────────────────────────────────────────────────

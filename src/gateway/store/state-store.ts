@@ -63,6 +63,21 @@ const MIGRATIONS: readonly string[] = [
      found_at    timestamptz not null default now(),
      primary key (target, column_name)
    );`,
+  // The keys each gateway gave its clients for CancelRequest (proxy/cancel-keys.ts). A cancel comes on a connection
+  // of its own, which a load balancer may hand to another gateway than the one holding the query: any gateway finds
+  // the key here and cancels the upstream backend itself. Unlogged: keys are worth nothing after a store crash (the
+  // gateways write theirs again within a minute) and churn with every connection, so they skip the WAL.
+  `create unlogged table dbgate_cancel_keys (
+     process_id          integer not null,
+     secret_key          integer not null,
+     instance            uuid not null,
+     target              text not null,
+     upstream_process_id integer not null,
+     upstream_secret_key integer not null,
+     seen_at             timestamptz not null default now(),
+     primary key (process_id, secret_key)
+   );
+   create index dbgate_cancel_keys_instance on dbgate_cancel_keys (instance);`,
 ];
 
 /** Arbitrary but fixed: all gateways serialise their migrations on this advisory lock key. */
@@ -108,6 +123,15 @@ export interface StateStoreOptions {
   password: Secret | undefined;
   /** Pool size; the store is touched per connection and per audit batch, not per statement. */
   maxConnections?: number;
+}
+
+/** A client-facing cancel key and the upstream backend it cancels, as the gateway that issued it shares it. */
+export interface SharedCancelKey {
+  processId: number;
+  secretKey: number;
+  target: string;
+  upstreamProcessId: number;
+  upstreamSecretKey: number;
 }
 
 export interface SessionRecord {
@@ -236,6 +260,48 @@ export class StateStore {
                is distinct from (excluded.table_oid, excluded.attnum)`,
       [target, entries.map(([name]) => name), entries.map(([, at]) => at.tableOid), entries.map(([, at]) => at.attnum)],
     );
+  }
+
+  /**
+   * Shares `keys` (new, or still live: their `seen_at` is renewed) and withdraws `forgotten` keys of `instance`, in
+   * one statement, so a key forgotten right after it was shared cannot be left behind by two racing statements.
+   */
+  async shareCancelKeys(instance: string, keys: readonly SharedCancelKey[], forgotten: readonly { processId: number; secretKey: number }[]): Promise<void> {
+    await this.pool.query(
+      `with gone as (
+         delete from dbgate_cancel_keys
+          where instance = $1 and (process_id, secret_key) in (select * from unnest($7::int4[], $8::int4[]))
+       )
+       insert into dbgate_cancel_keys (process_id, secret_key, instance, target, upstream_process_id, upstream_secret_key)
+       select process_id, secret_key, $1, target, upstream_process_id, upstream_secret_key
+         from unnest($2::int4[], $3::int4[], $4::text[], $5::int4[], $6::int4[])
+           as k(process_id, secret_key, target, upstream_process_id, upstream_secret_key)
+       on conflict (process_id, secret_key) do update set seen_at = now()
+         where dbgate_cancel_keys.instance = excluded.instance`,
+      [instance, keys.map((key) => key.processId), keys.map((key) => key.secretKey), keys.map((key) => key.target),
+        keys.map((key) => key.upstreamProcessId), keys.map((key) => key.upstreamSecretKey),
+        forgotten.map((key) => key.processId), forgotten.map((key) => key.secretKey)],
+    );
+  }
+
+  /** The upstream backend behind a cancel key any gateway sharing this store issued. */
+  async findCancelKey(processId: number, secretKey: number): Promise<SharedCancelKey | undefined> {
+    const { rows } = await this.pool.query<{ target: string; upstream_process_id: number; upstream_secret_key: number }>(
+      `select target, upstream_process_id, upstream_secret_key from dbgate_cancel_keys
+        where process_id = $1 and secret_key = $2`, [processId, secretKey]);
+    const row = rows[0];
+    return row && { processId, secretKey, target: row.target, upstreamProcessId: row.upstream_process_id, upstreamSecretKey: row.upstream_secret_key };
+  }
+
+  /**
+   * Removes the keys of `instance` (a gateway stopping), or with no instance those nobody renewed for `staleMs`
+   * (gateways that died without stopping). Returns how many were removed.
+   */
+  async removeCancelKeys(which: { instance: string } | { staleMs: number }): Promise<number> {
+    const result = 'instance' in which
+      ? await this.pool.query('delete from dbgate_cancel_keys where instance = $1', [which.instance])
+      : await this.pool.query(`delete from dbgate_cancel_keys where seen_at < now() - make_interval(secs => $1)`, [which.staleMs / 1000]);
+    return result.rowCount ?? 0;
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,139 @@
+/**
+ * Several gateways behind a load balancer share one state store (DESIGN.md). A CancelRequest comes on a connection of
+ * its own, which the balancer may hand to another gateway than the one running the query: that gateway finds the key
+ * in the store and cancels the right upstream backend. Keys nobody issued still cancel nothing, and a gateway's keys
+ * leave the store with its connections.
+ *
+ * Two in-process gateways of this file's own (A and B) with the shared cluster's state store and one target each.
+ */
+import { randomBytes } from 'node:crypto';
+import { connect } from 'node:net';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RunningGateway } from '../../src/gateway/gateway.js';
+import { silentLogger } from '../../src/gateway/log.js';
+import { cancelRequest } from '../../src/gateway/wire/frontend-messages.js';
+import { gatewayConfigDir, issueTestCredential, type GatewayConfigDir } from '../support/in-process-gateway.js';
+import { directClient, sharedStack } from '../support/stack.js';
+
+const TARGET = `shared-cancel-${randomBytes(4).toString('hex')}`;
+const GROUP = 'cancel-testers';
+
+/** Sends a CancelRequest to `gateway` on a connection of its own, as libpq does, and waits for the gateway to close it. */
+function sendCancel(gateway: RunningGateway, processId: number, secretKey: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(gateway.pg.port, gateway.pg.host, () => socket.write(cancelRequest(processId, secretKey)));
+    socket.on('error', reject);
+    socket.on('close', () => resolve());
+    socket.resume();
+  });
+}
+
+describe('CancelRequest through another gateway sharing the store', () => {
+  const dirs: GatewayConfigDir[] = [];
+  let gatewayA: RunningGateway | undefined;
+  let gatewayB: RunningGateway | undefined;
+  let store: pg.Client;
+  const clients: pg.Client[] = [];
+
+  async function startGateway(name: string): Promise<RunningGateway> {
+    const dir = await gatewayConfigDir(name);
+    dirs.push(dir);
+    const cluster = new URL(sharedStack().cluster.adminUrl);
+    return dir.start({
+      ...dir.base,
+      targets: {
+        [TARGET]: {
+          host: cluster.hostname, port: Number(cluster.port), database: 'postgres', user: decodeURIComponent(cluster.username),
+          password_file: await dir.secret('target-password', decodeURIComponent(cluster.password)), tls: 'disable',
+        },
+      },
+      policy: { grants: [{ groups: [GROUP], targets: [TARGET], access: 'admin' }] },
+    }, silentLogger);
+  }
+
+  async function connectTo(gateway: RunningGateway): Promise<pg.Client> {
+    const subject = `canceller-${randomBytes(3).toString('hex')}`;
+    const client = new pg.Client({
+      host: gateway.pg.host, port: gateway.pg.port, user: subject, database: TARGET, ssl: false,
+      password: await issueTestCredential(gateway, subject, [GROUP], 'cancel-across-gateways-test'),
+    });
+    client.on('error', () => {});
+    await client.connect();
+    clients.push(client);
+    return client;
+  }
+
+  /** The key `client` got, as the state store holds it (undefined once withdrawn). */
+  async function storedKey(client: pg.Client): Promise<{ target: string } | undefined> {
+    const { processID, secretKey } = client as unknown as { processID: number; secretKey: number };
+    const { rows } = await store.query<{ target: string }>(
+      'select target from dbgate_cancel_keys where process_id = $1 and secret_key = $2', [processID, secretKey]);
+    return rows[0];
+  }
+
+  async function until<T>(what: string, probe: () => Promise<T>, done: (value: T) => boolean): Promise<T> {
+    const deadline = Date.now() + 5_000;
+    for (;;) {
+      const value = await probe();
+      if (done(value)) return value;
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  beforeAll(async () => {
+    gatewayA = await startGateway('cancel-a');
+    gatewayB = await startGateway('cancel-b');
+    store = await directClient('dbgate_state');
+  });
+
+  afterAll(async () => {
+    await Promise.allSettled(clients.map((client) => client.end()));
+    await Promise.allSettled([gatewayA?.close(), gatewayB?.close()]);
+    await Promise.allSettled(dirs.map((dir) => dir.remove()));
+    await store?.end();
+  });
+
+  it('cancels a query running on gateway A when the CancelRequest reaches gateway B', async () => {
+    const client = await connectTo(gatewayA!);
+    const { processID, secretKey } = client as unknown as { processID: number; secretKey: number };
+    expect(await until('the key in the store', () => storedKey(client), Boolean)).toEqual({ target: TARGET });
+
+    const started = Date.now();
+    const sleeping = client.query('select pg_sleep(10)').then(() => undefined, (error: pg.DatabaseError) => error);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await sendCancel(gatewayB!, processID, secretKey);
+    const error = await sleeping;
+    expect(error?.code).toBe('57014');
+    expect(Date.now() - started).toBeLessThan(5_000);
+    // The connection goes on.
+    expect((await client.query('select 1 as one')).rows).toEqual([{ one: 1 }]);
+  });
+
+  it('cancels nothing for a key no gateway issued', async () => {
+    const client = await connectTo(gatewayA!);
+    const { processID, secretKey } = client as unknown as { processID: number; secretKey: number };
+    await until('the key in the store', () => storedKey(client), Boolean);
+    const sleeping = client.query('select pg_sleep(1.5) as slept');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    // The right process id with a wrong secret, on both gateways.
+    await sendCancel(gatewayB!, processID, secretKey ^ 1);
+    await sendCancel(gatewayA!, processID, secretKey ^ 1);
+    expect((await sleeping).rows).toEqual([{ slept: '' }]);
+  });
+
+  it('withdraws a key when its connection closes, and all of a gateway\'s keys when it stops', async () => {
+    const closing = await connectTo(gatewayA!);
+    const staying = await connectTo(gatewayA!);
+    await until('both keys in the store', async () => [await storedKey(closing), await storedKey(staying)], (keys) => keys.every(Boolean));
+
+    await closing.end();
+    await until('the closed connection\'s key gone', () => storedKey(closing), (key) => key === undefined);
+    expect(await storedKey(staying)).toEqual({ target: TARGET });
+
+    await gatewayA!.close();
+    gatewayA = undefined;
+    expect(await storedKey(staying)).toBeUndefined();
+  });
+});
