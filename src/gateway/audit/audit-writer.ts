@@ -5,8 +5,7 @@
  * Fail closed: when the store stops accepting records, `healthy` turns false and the gateway refuses new
  * statements until a flush succeeds again, rather than letting unaudited statements through.
  */
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Writable } from 'node:stream';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { StateStore } from '../store/state-store.js';
 
@@ -224,8 +223,7 @@ export class AuditWriter {
   private async insert(chunks: Chunk[]): Promise<void> {
     const client = await this.store.pool.connect();
     try {
-      const stream = client.query(copyFrom(COPY_STATEMENT));
-      await pipeline(Readable.from(chunks.map((chunk) => chunk.bytes)), stream);
+      await copyInto(client.query(copyFrom(COPY_STATEMENT)), chunks);
       client.release();
     } catch (error) {
       // A connection whose COPY failed midway is not trusted again.
@@ -251,6 +249,29 @@ export class AuditWriter {
     if (Object.isFrozen(detail)) this.encodedDetails.set(detail, text);
     return text;
   }
+}
+
+/**
+ * Writes `chunks` into a COPY FROM STDIN stream, minding its backpressure, and ends it; resolves once the server
+ * has committed them. By hand rather than `pipeline(Readable.from(…))`, whose machinery cost the gateway ~200 µs of
+ * CPU per flush (measured), more than encoding the records did: a flush runs on the statement path's event loop.
+ */
+function copyInto(stream: Writable, chunks: readonly Chunk[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    stream.once('error', reject);
+    stream.once('finish', resolve);
+    let next = 0;
+    const writeMore = (): void => {
+      while (next < chunks.length) {
+        if (!stream.write(chunks[next++]!.bytes)) {
+          stream.once('drain', writeMore);
+          return;
+        }
+      }
+      stream.end();
+    };
+    writeMore();
+  });
 }
 
 /** COPY text format escaping: backslash, and the row/column delimiters. */
