@@ -48,8 +48,8 @@ export type AuditRecord = AuditParty & AuditEvent;
 
 /** A party's fields, encoded for COPY once (`AuditWriter.party`): statement records of a connection repeat them. */
 export class EncodedParty {
-  /** @internal The party's columns of a COPY line, each followed by a tab. */
-  constructor(readonly columns: string) {}
+  /** @internal The party's columns of a COPY line, each followed by a tab, in UTF-8. */
+  constructor(readonly columns: Buffer) {}
 }
 
 export interface AuditWriterOptions {
@@ -79,6 +79,12 @@ const CHUNK_BYTES = 64 * 1024;
 /** Bytes per COPY: large enough to amortise the round trip, small enough to keep one statement short. */
 const BYTES_PER_STATEMENT = 1024 * 1024;
 const RETRY_MS = 1_000;
+/**
+ * Bytes a line takes besides its party, statement and detail, at most: a timestamp (24), the event (≤ 21), the
+ * protocol step (≤ 13), the outcome (≤ 9), a SQLSTATE (5), rows and duration (a number prints in ≤ 24 characters)
+ * and 10 delimiters: 130.
+ */
+const FIXED_LINE_BYTES = 160;
 
 /** The table's columns in the order of an encoded line: the party's first, so they can be encoded once. */
 const COPY_STATEMENT = `copy dbgate_audit_events (gateway, subject, actors, session_id, connection_id, client_addr, tunnel_id, target,
@@ -124,9 +130,9 @@ export class AuditWriter {
 
   /** Encodes `party` for `appendFor`. */
   party(party: AuditParty): EncodedParty {
-    return new EncodedParty(`${this.gateway}\t${copyField(party.subject)}\t${copyText(arrayLiteral(party.actors ?? []))}\t` +
+    return new EncodedParty(Buffer.from(`${this.gateway}\t${copyField(party.subject)}\t${copyText(arrayLiteral(party.actors ?? []))}\t` +
       `${copyField(party.sessionId)}\t${copyField(party.connectionId)}\t${copyField(party.clientAddress)}\t` +
-      `${copyField(party.tunnelId)}\t${copyField(party.target)}\t`);
+      `${copyField(party.tunnelId)}\t${copyField(party.target)}\t`, 'utf8'));
   }
 
   append(record: AuditRecord): void {
@@ -135,9 +141,20 @@ export class AuditWriter {
 
   /** Appends a record about an encoded party (the statements of one connection). */
   appendFor(party: EncodedParty, event: AuditEvent): void {
-    this.write(`${party.columns}${this.timeText(event.occurredAt)}\t${event.event}\t${copyField(event.statement)}\t` +
+    // The party's bytes are copied as they are: encoded once per connection, not again into a string per statement.
+    const statement = copyField(event.statement);
+    const detail = this.detailText(event.detail);
+    const texts = statement.length + detail.length;
+    // A UTF-16 code unit takes at most 3 bytes in UTF-8; long texts (a huge statement) are measured instead.
+    const room = party.columns.length + FIXED_LINE_BYTES +
+      (texts <= CHUNK_BYTES / 3 ? texts * 3 : Buffer.byteLength(statement, 'utf8') + Buffer.byteLength(detail, 'utf8'));
+    const chunk = this.chunkWithRoom(room);
+    const at = this.filled + party.columns.copy(chunk, this.filled);
+    // Then the rest of the line as one string: one write costs less than a write per field.
+    this.filled = at + chunk.write(`${this.timeText(event.occurredAt)}\t${event.event}\t${statement}\t` +
       `${copyField(event.protocolStep)}\t${event.outcome}\t${copyField(event.sqlState)}\t${event.rows ?? '\\N'}\t` +
-      `${event.durationMs ?? '\\N'}\t${this.detailText(event.detail)}\n`);
+      `${event.durationMs ?? '\\N'}\t${detail}\n`, at, 'utf8');
+    this.fillingRecords += 1;
     this.queuedRecords += 1;
     this.unwrittenRecords += 1;
     // Once per batch: while an earlier flush is still writing, this one waits for it and then takes all queued.
@@ -169,16 +186,13 @@ export class AuditWriter {
     await this.flush();
   }
 
-  /** One COPY line into the chunk being filled, or a new one when it might not fit. */
-  private write(line: string): void {
-    // A UTF-16 code unit takes at most 3 bytes in UTF-8; a long line (a huge statement) is measured instead.
-    const room = line.length <= CHUNK_BYTES / 3 ? line.length * 3 : Buffer.byteLength(line, 'utf8');
+  /** The chunk being filled when `room` more bytes fit in it, or a new one. */
+  private chunkWithRoom(room: number): Buffer {
     if (this.filling === null || this.filling.length - this.filled < room) {
       this.seal();
       this.filling = Buffer.allocUnsafeSlow(Math.max(CHUNK_BYTES, room));
     }
-    this.filled += this.filling.write(line, this.filled, 'utf8');
-    this.fillingRecords += 1;
+    return this.filling;
   }
 
   /** Queues the chunk being filled. */
@@ -274,8 +288,11 @@ function copyInto(stream: Writable, chunks: readonly Chunk[]): Promise<void> {
   });
 }
 
+const NEEDS_ESCAPE = /[\\\n\r\t]/;
+
 /** COPY text format escaping: backslash, and the row/column delimiters. */
 function copyText(value: string): string {
+  if (!NEEDS_ESCAPE.test(value)) return value;
   return value.replace(/[\\\n\r\t]/g, (char) => (char === '\\' ? '\\\\' : char === '\n' ? '\\n' : char === '\r' ? '\\r' : '\\t'));
 }
 
