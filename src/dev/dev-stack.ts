@@ -5,7 +5,7 @@
  * a restart keeps credentials valid.
  */
 import { randomBytes } from 'node:crypto';
-import { access, chmod, mkdir, writeFile } from 'node:fs/promises';
+import { access, chmod, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
@@ -61,6 +61,33 @@ async function exists(path: string): Promise<boolean> {
   return access(path).then(() => true, () => false);
 }
 
+/**
+ * The dev gateway's certificate and key in `<state>/tls`, created when either is missing. They are one pair, so they
+ * are written into a fresh directory that then replaces the empty `tls` in one rename: two dev stacks starting at
+ * once on a new state dir cannot end up with one's certificate beside the other's key. When another got there
+ * first, `tls` is not empty any more, the rename fails, and theirs stays. Clients pin the new fingerprint via
+ * discovery.
+ */
+export async function ensureTlsPair(stateDir: string): Promise<void> {
+  const dir = join(stateDir, 'tls');
+  const certFile = join(dir, 'gateway.crt');
+  const keyFile = join(dir, 'gateway.key');
+  if ((await exists(certFile)) && (await exists(keyFile))) return;
+  // Half a pair (an interrupted older version, a file deleted by hand) is no pair: start again.
+  await Promise.all([rm(certFile, { force: true }), rm(keyFile, { force: true })]);
+  const certificate = await generateSelfSignedCertificate({ commonName: 'dbgate dev gateway' });
+  const staging = await mkdtemp(join(stateDir, 'tls-'));
+  try {
+    await writeFile(join(staging, 'gateway.key'), certificate.keyPem, { mode: 0o600 });
+    await writeFile(join(staging, 'gateway.crt'), certificate.certPem, { mode: 0o644 });
+    await rename(staging, dir);
+  } catch (error) {
+    await rm(staging, { recursive: true, force: true });
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error;
+  }
+}
+
 function quoteIdentifier(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
 }
@@ -103,14 +130,7 @@ async function startDevStackOn(upstream: string, stateDir: string, options: DevS
     randomBytes(24).toString('base64url'))).trim();
   await readOrCreateSecretFile(join(stateDir, 'secrets', 'credential-signing.jwk'), async () =>
     `${JSON.stringify(await generateSigningKeyJwk(), null, 2)}\n`);
-  const certFile = join(stateDir, 'tls', 'gateway.crt');
-  const keyFile = join(stateDir, 'tls', 'gateway.key');
-  if (!(await exists(certFile)) || !(await exists(keyFile))) {
-    // Certificate and key are one pair: (re)create both together. Clients pin the new fingerprint via discovery.
-    const certificate = await generateSelfSignedCertificate({ commonName: 'dbgate dev gateway' });
-    await writeFile(keyFile, certificate.keyPem, { mode: 0o600 });
-    await writeFile(certFile, certificate.certPem, { mode: 0o644 });
-  }
+  await ensureTlsPair(stateDir);
   const adminPassword = decodeURIComponent(upstreamUrl.password);
   if (adminPassword) await writeFile(join(stateDir, 'secrets', 'state-store-password'), adminPassword, { mode: 0o600 });
 

@@ -3,7 +3,8 @@
  * server of this test's own so that the shared stack's service password is not rotated underneath other tests.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -102,13 +103,23 @@ describe('dbgate-gateway dev --upstream', () => {
     expect(await readFile(join(stateDir, 'secrets', 'credential-signing.jwk'), 'utf8')).toBe(key);
   });
 
-  it('starts two dev gateways at the same moment on one server and state dir', async () => {
+  it('starts two dev gateways at the same moment on one server and a new state dir', async () => {
     // Both set up the same role and databases; without taking turns one of them failed ("tuple concurrently updated").
-    const args = ['--upstream', cluster.adminUrl, '--state', stateDir, '--pg-port', '0', '--api-port', '0', '--idp-port', '0', '--json'];
+    // Both create the state dir's secrets and TLS pair; without care one could get the other's certificate beside
+    // its own key, and fail to start ("key values mismatch"), or serve a pair that did not match.
     for (let attempt = 0; attempt < 3; attempt += 1) {
-      const runs = await Promise.all([runDevUntilReady(args, async () => {}), runDevUntilReady(args, async () => {})]);
-      expect(runs.map((run) => run.code)).toEqual([0, 0]);
-      expect(runs.map((run) => run.stderr)).not.toContainEqual(expect.stringContaining('internal error'));
+      const fresh = await mkdtemp(join(tmpdir(), 'dbgate-dev-race-'));
+      try {
+        const args = ['--upstream', cluster.adminUrl, '--state', fresh, '--pg-port', '0', '--api-port', '0', '--idp-port', '0', '--json'];
+        const runs = await Promise.all([runDevUntilReady(args, async () => {}), runDevUntilReady(args, async () => {})]);
+        expect(runs.map((run) => run.code)).toEqual([0, 0]);
+        expect(runs.map((run) => run.stderr)).not.toContainEqual(expect.stringContaining('internal error'));
+        const certificate = new X509Certificate(await readFile(join(fresh, 'tls', 'gateway.crt')));
+        expect(certificate.checkPrivateKey(createPrivateKey(await readFile(join(fresh, 'tls', 'gateway.key'))))).toBe(true);
+        expect((await readdir(fresh)).filter((name) => name.startsWith('tls-'))).toEqual([]);
+      } finally {
+        await rm(fresh, { recursive: true, force: true });
+      }
     }
   });
 
