@@ -151,6 +151,26 @@ describe('masking catalog (real PostgreSQL)', () => {
     }
   });
 
+  it('logs a renamed or missing masked column when it appears, not at every read', async () => {
+    const { rows } = await admin.query<{ oid: number; attnum: number }>(
+      `select attrelid::int as oid, attnum from pg_attribute where attrelid = '${SCHEMA}.patients'::regclass and attname = 'email'`);
+    // The policy's `mail` is found where the store remembers it, now called `email`; `ghost` is nowhere.
+    const columns = new Map<string, MaskStyle>([[`${SCHEMA}.patients.mail`, 'partial'], [`${SCHEMA}.patients.ghost`, 'redact']]);
+    const events: string[] = [];
+    const catalog = new MaskedColumnCatalog(columns, {
+      locations: {
+        load: async () => new Map([[`${SCHEMA}.patients.mail`, { tableOid: rows[0]!.oid, attnum: rows[0]!.attnum }]]),
+        save: async () => {},
+      },
+      log: { log: (_level, event, fields) => events.push(`${event} ${String(fields?.['column'])}`) },
+    });
+    for (let read = 0; read < 3; read += 1) {
+      await catalog.resolve(target);
+      catalog.invalidate(target.name);
+    }
+    expect(events.sort()).toEqual([`masking.column_missing ${SCHEMA}.patients.ghost`, `masking.column_renamed ${SCHEMA}.patients.mail`]);
+  });
+
   it('shares one read between concurrent callers, and does not keep a failed one', async () => {
     const catalog = new MaskedColumnCatalog(COLUMNS);
     const [a, b] = await Promise.all([catalog.resolve(target), catalog.resolve(target)]);

@@ -139,6 +139,8 @@ export class MaskedColumnCatalog {
   private readonly log: Logger | undefined;
   /** Per target, where each masked column was found last (loaded from `locations` at the first read). */
   private readonly found = new Map<string, Map<string, ColumnLocation>>();
+  /** Per target, the renamed and missing columns its last read reported: each is logged when it appears. */
+  private readonly reported = new Map<string, ReadonlySet<string>>();
 
   constructor(
     /**
@@ -394,11 +396,19 @@ export class MaskedColumnCatalog {
         this.log?.log('warn', 'masking.locations_not_saved', { target: targetName, reason: (error as Error).message });
       });
     }
+    // Once per change, not at every read: a column renamed for good would otherwise be logged for as long as it is.
+    const before = this.reported.get(targetName);
+    const now = new Set<string>();
     for (const renamed of catalog.renamedColumns) {
-      this.log?.log('warn', 'masking.column_renamed', {
-        target: targetName, column: renamed.policyName, now: `${renamed.schema}.${renamed.table}.${renamed.column}`,
-      });
+      const name = `${renamed.schema}.${renamed.table}.${renamed.column}`;
+      now.add(`renamed ${renamed.policyName} ${name}`);
+      if (before?.has(`renamed ${renamed.policyName} ${name}`)) continue;
+      this.log?.log('warn', 'masking.column_renamed', { target: targetName, column: renamed.policyName, now: name });
     }
-    for (const missing of catalog.missingColumns) this.log?.log('warn', 'masking.column_missing', { target: targetName, column: missing });
+    for (const missing of catalog.missingColumns) {
+      now.add(`missing ${missing}`);
+      if (!before?.has(`missing ${missing}`)) this.log?.log('warn', 'masking.column_missing', { target: targetName, column: missing });
+    }
+    this.reported.set(targetName, now);
   }
 }
