@@ -126,15 +126,17 @@ async function startDevStackOn(upstream: string, stateDir: string, options: DevS
     throw new DbgateError('USAGE', '--upstream must be a postgres://user:password@host:port/database URL (TCP)');
   }
 
-  const servicePassword = (await readOrCreateSecretFile(join(stateDir, 'secrets', 'service-password'), () =>
-    randomBytes(24).toString('base64url'))).trim();
+  const servicePasswordFile = join(stateDir, 'secrets', 'service-password');
+  const proposedPassword = (await readOrCreateSecretFile(servicePasswordFile, () => randomBytes(24).toString('base64url'))).trim();
   await readOrCreateSecretFile(join(stateDir, 'secrets', 'credential-signing.jwk'), async () =>
     `${JSON.stringify(await generateSigningKeyJwk(), null, 2)}\n`);
   await ensureTlsPair(stateDir);
   const adminPassword = decodeURIComponent(upstreamUrl.password);
   if (adminPassword) await writeFile(join(stateDir, 'secrets', 'state-store-password'), adminPassword, { mode: 0o600 });
 
-  await prepareUpstream(upstreamUrl, servicePassword);
+  const servicePassword = await prepareUpstream(upstreamUrl, proposedPassword);
+  // Another dev stack on this server chose the password first: use theirs (the role has one password).
+  if (servicePassword !== proposedPassword) await writeFile(servicePasswordFile, servicePassword, { mode: 0o600 });
   const idp = await startDevIdp({
     port: options.idpPort ?? DEV_DEFAULT_PORTS.idp,
     stateDir,
@@ -213,7 +215,13 @@ async function startDevStackOn(upstream: string, stateDir: string, options: DevS
 /** The advisory lock key of the dev setup (any bigint; this one spells "dbgatedv" in ASCII). */
 const DEV_SETUP_LOCK = '7233457619772728438';
 
-async function prepareUpstream(upstreamUrl: URL, servicePassword: string): Promise<void> {
+/**
+ * Sets up the service role, the databases and the demo data on the upstream server, and returns the service role's
+ * password. The server keeps that password (a table of the state database): dev stacks with other state dirs on the
+ * same server (two checkouts, parallel CI jobs) then use the same one instead of each resetting it to its own, which
+ * cut off the other's connections to the targets. `proposed` (the state dir's) is used when none is kept yet.
+ */
+async function prepareUpstream(upstreamUrl: URL, proposed: string): Promise<string> {
   const admin = new pg.Client({ connectionString: upstreamUrl.toString(), application_name: 'dbgate-dev-setup' });
   try {
     await admin.connect();
@@ -229,15 +237,16 @@ async function prepareUpstream(upstreamUrl: URL, servicePassword: string): Promi
     await admin.query('select pg_advisory_lock($1)', [DEV_SETUP_LOCK]);
     const role = quoteIdentifier(DEV_SERVICE_ROLE);
     const exists = await admin.query('select 1 from pg_roles where rolname = $1', [DEV_SERVICE_ROLE]);
-    // The password is a literal in DDL (no parameters there); it is base64url, so it has no quote to escape.
-    const verb = exists.rowCount ? 'alter' : 'create';
-    await admin.query(`${verb} role ${role} login password '${servicePassword}'`);
+    if (!exists.rowCount) await admin.query(`create role ${role} login`);
     for (const [database, owner] of [[DEMO_DATABASE, role], [DEV_SCRATCH_DATABASE, role], [DEV_STATE_DATABASE, null]] as const) {
       const found = await admin.query('select 1 from pg_database where datname = $1', [database]);
       if (!found.rowCount) {
         await admin.query(`create database ${quoteIdentifier(database)}${owner ? ` owner ${owner}` : ''}`);
       }
     }
+    const servicePassword = await keptServicePassword(upstreamUrl, proposed);
+    // A literal in DDL (no parameters there): base64url, or refused by keptServicePassword, so no quote to escape.
+    await admin.query(`alter role ${role} login password '${servicePassword}'`);
     const demoUrl = new URL(upstreamUrl.toString());
     demoUrl.pathname = `/${DEMO_DATABASE}`;
     const demo = new pg.Client({ connectionString: demoUrl.toString(), application_name: 'dbgate-dev-setup' });
@@ -249,9 +258,33 @@ async function prepareUpstream(upstreamUrl: URL, servicePassword: string): Promi
     } finally {
       await demo.end();
     }
+    return servicePassword;
   } finally {
     // Ending the session releases the advisory lock.
     await admin.end();
+  }
+}
+
+/** The dev service role's password as the server keeps it (see prepareUpstream), keeping `proposed` if none is. */
+async function keptServicePassword(upstreamUrl: URL, proposed: string): Promise<string> {
+  const stateUrl = new URL(upstreamUrl.toString());
+  stateUrl.pathname = `/${DEV_STATE_DATABASE}`;
+  const state = new pg.Client({ connectionString: stateUrl.toString(), application_name: 'dbgate-dev-setup' });
+  await state.connect();
+  try {
+    // Only the server's administrators (who could reset the role anyway) can read it: no grants to anyone.
+    await state.query(`create table if not exists dbgate_dev_secrets (name text primary key, value text not null)`);
+    await state.query(`insert into dbgate_dev_secrets values ('service-password', $1) on conflict (name) do nothing`, [proposed]);
+    const { rows } = await state.query<{ value: string }>(`select value from dbgate_dev_secrets where name = 'service-password'`);
+    const kept = rows[0]!.value;
+    if (!/^[A-Za-z0-9_-]+$/.test(kept)) {
+      throw new DbgateError('CONFIG_INVALID', 'the dev service password kept on the --upstream server is damaged', {
+        hint: `run "delete from dbgate_dev_secrets where name = 'service-password'" in ${DEV_STATE_DATABASE} and start again`,
+      });
+    }
+    return kept;
+  } finally {
+    await state.end();
   }
 }
 

@@ -2,7 +2,7 @@
  * `dbgate-gateway dev --upstream … --json` as scripts and CI use it (the automation contract), on a PostgreSQL
  * server of this test's own so that the shared stack's service password is not rotated underneath other tests.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -120,6 +120,34 @@ describe('dbgate-gateway dev --upstream', () => {
       } finally {
         await rm(fresh, { recursive: true, force: true });
       }
+    }
+  });
+
+  it('keeps serving when a dev stack with another state dir starts on the same server', async () => {
+    // Each used to set the service role's password to its own state dir's, cutting the other off from its targets.
+    const other = await mkdtemp(join(tmpdir(), 'dbgate-dev-other-'));
+    try {
+      const args = (state: string): string[] => ['--upstream', cluster.adminUrl, '--state', state, '--pg-port', '0', '--api-port', '0', '--idp-port', '0', '--json'];
+      const first = await runDevUntilReady(args(stateDir), async (line) => {
+        const second = await runDevUntilReady(args(other), async () => {});
+        expect(second.code).toBe(0);
+        const [host, port] = (JSON.parse(line) as { pg: string }).pg.split(':') as [string, string];
+        const token = execFileSync(process.execPath, ['bin/dbgate-gateway', 'credential', 'mint', '--state', stateDir, '--user', 'alice',
+          '--groups', 'engineering', '--ttl', '5m'], { encoding: 'utf8' }).trim();
+        const client = new pg.Client({ host, port: Number(port), user: 'alice', password: token, database: 'prod-orders', ssl: false });
+        await client.connect();
+        try {
+          const { rows } = await client.query<{ customers: number }>('select count(*)::int as customers from customers');
+          expect(rows[0]!.customers).toBeGreaterThan(0);
+        } finally {
+          await client.end();
+        }
+      });
+      expect(first.code).toBe(0);
+      expect(await readFile(join(other, 'secrets', 'service-password'), 'utf8'))
+        .toBe(await readFile(join(stateDir, 'secrets', 'service-password'), 'utf8'));
+    } finally {
+      await rm(other, { recursive: true, force: true });
     }
   });
 
