@@ -112,6 +112,29 @@ describe('CancelKeyRegistry sharing', () => {
     expect(await registry(nowhere.store).find(7, 8)).toBeUndefined();
   });
 
+  it('looks up at most four unknown keys in the store at once (a flood of made-up keys cannot starve the store)', async () => {
+    const pending: Array<() => void> = [];
+    let lookups = 0;
+    const slow: CancelKeySharing['store'] = {
+      ...fakeStore().store,
+      findCancelKey: () => {
+        lookups += 1;
+        return new Promise((resolve) => pending.push(() => resolve(undefined)));
+      },
+    };
+    const keys = registry(slow);
+    const finds = Array.from({ length: 10 }, (_, n) => keys.find(1000 + n, n));
+    // Beyond the bound, a lookup is skipped at once, as for a key nobody issued.
+    expect(await Promise.race([Promise.all(finds.slice(4)), new Promise((resolve) => setTimeout(() => resolve('waiting'), 100))]))
+      .toEqual(Array.from({ length: 6 }, () => undefined));
+    expect(lookups).toBe(4);
+    for (const release of pending) release();
+    expect(await Promise.all(finds.slice(0, 4))).toEqual([undefined, undefined, undefined, undefined]);
+    // Once they are answered, the store is asked again.
+    void keys.find(2000, 1);
+    expect(lookups).toBe(5);
+  });
+
   it('withdraws all of its keys from the store when it closes', async () => {
     const fake = fakeStore();
     const keys = new CancelKeyRegistry({ store: fake.store, targets: new Map(), log: silentLogger });

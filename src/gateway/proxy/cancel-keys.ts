@@ -23,6 +23,12 @@ const INT32_MAX = 0x7fffffff;
 /** How often a gateway renews its live keys in the store, and how old a key nobody renewed may get. */
 const RENEW_MS = 60_000;
 const STALE_MS = 5 * RENEW_MS;
+/**
+ * Store lookups of keys this gateway did not issue, at most at once. CancelRequests need no login: without a bound,
+ * a flood of made-up keys would queue store queries without end and starve the audit trail's writes (the gateway
+ * then refuses every statement, failing closed). Beyond it a lookup is skipped, as for a key nobody issued.
+ */
+const MAX_CONCURRENT_LOOKUPS = 4;
 
 export interface CancelKeySharing {
   store: Pick<StateStore, 'shareCancelKeys' | 'findCancelKey' | 'removeCancelKeys'>;
@@ -41,6 +47,7 @@ export class CancelKeyRegistry {
   /** Changes not yet written to the store: keys to share and keys to withdraw, by map key. */
   private readonly toShare = new Map<string, SharedCancelKey>();
   private readonly toForget = new Map<string, Key>();
+  private lookups = 0;
   private writing: Promise<void> = Promise.resolve();
   private writeScheduled = false;
   private readonly renewTimer: NodeJS.Timeout | undefined;
@@ -78,10 +85,15 @@ export class CancelKeyRegistry {
   /** The backend behind a key this gateway or another one sharing the store issued. */
   async find(processId: number, secretKey: number): Promise<UpstreamBackend | undefined> {
     const local = this.lookup(processId, secretKey);
-    if (local || !this.sharing) return local;
-    const key = await this.sharing.store.findCancelKey(processId, secretKey);
-    const target = key && this.sharing.targets.get(key.target);
-    return target && { target, processId: key.upstreamProcessId, secretKey: key.upstreamSecretKey };
+    if (local || !this.sharing || this.lookups >= MAX_CONCURRENT_LOOKUPS) return local;
+    this.lookups += 1;
+    try {
+      const key = await this.sharing.store.findCancelKey(processId, secretKey);
+      const target = key && this.sharing.targets.get(key.target);
+      return target && { target, processId: key.upstreamProcessId, secretKey: key.upstreamSecretKey };
+    } finally {
+      this.lookups -= 1;
+    }
   }
 
   unregister(processId: number, secretKey: number): void {
