@@ -14,7 +14,7 @@ import type { RunningGateway } from '../../src/gateway/gateway.js';
 import { silentLogger } from '../../src/gateway/log.js';
 import { cancelRequest } from '../../src/gateway/wire/frontend-messages.js';
 import { gatewayConfigDir, issueTestCredential, type GatewayConfigDir } from '../support/in-process-gateway.js';
-import { directClient, sharedStack } from '../support/stack.js';
+import { directClient, scratchStateStore, sharedStack } from '../support/stack.js';
 
 const TARGET = `shared-cancel-${randomBytes(4).toString('hex')}`;
 const GROUP = 'cancel-testers';
@@ -135,5 +135,41 @@ describe('CancelRequest through another gateway sharing the store', () => {
     await gatewayA!.close();
     gatewayA = undefined;
     expect(await storedKey(staying)).toBeUndefined();
+  });
+});
+
+describe('cancel keys in the state store', () => {
+  const A = '00000000-0000-4000-8000-00000000000a';
+  const B = '00000000-0000-4000-8000-00000000000b';
+  const key = (processId: number, target = 'orders') => ({ processId, secretKey: -processId, target, upstreamProcessId: 4000 + processId, upstreamSecretKey: 7 });
+
+  it('are renewed, withdrawn per gateway, swept once nobody renews them, and never taken over by another gateway', async () => {
+    const { store, drop } = await scratchStateStore('dbgate_cancel_keys');
+    try {
+      await store.shareCancelKeys(A, [key(1), key(2)], []);
+      await store.shareCancelKeys(B, [key(3)], []);
+      expect(await store.findCancelKey(1, -1)).toEqual(key(1));
+
+      // Another gateway sharing a key that exists (a 62-bit collision) does not redirect it.
+      await store.shareCancelKeys(B, [key(1, 'billing')], []);
+      expect(await store.findCancelKey(1, -1)).toEqual(key(1));
+
+      // A withdrawal and a new key in one write.
+      await store.shareCancelKeys(A, [key(4)], [{ processId: 2, secretKey: -2 }]);
+      expect(await store.findCancelKey(2, -2)).toBeUndefined();
+
+      // Nobody renewed A's keys for ten minutes (A died); B renews its own.
+      await store.pool.query(`update dbgate_cancel_keys set seen_at = now() - interval '10 minutes'`);
+      await store.shareCancelKeys(B, [key(3)], []);
+      expect(await store.removeCancelKeys({ staleMs: 5 * 60_000 })).toBe(2);
+      expect(await store.findCancelKey(1, -1)).toBeUndefined();
+      expect(await store.findCancelKey(3, -3)).toEqual(key(3));
+
+      // B stops: its keys go with it.
+      expect(await store.removeCancelKeys({ instance: B })).toBe(1);
+      expect(await store.findCancelKey(3, -3)).toBeUndefined();
+    } finally {
+      await drop();
+    }
   });
 });
