@@ -72,6 +72,17 @@ describe('CancelRequest through another gateway sharing the store', () => {
     return rows[0];
   }
 
+  /** Waits until the upstream backend behind `client`'s key (as the store has it) runs `pg_sleep`. */
+  async function sleepingUpstream(client: pg.Client): Promise<void> {
+    const { processID, secretKey } = client as unknown as { processID: number; secretKey: number };
+    const { rows } = await store.query<{ pid: number }>(
+      'select upstream_process_id as pid from dbgate_cancel_keys where process_id = $1 and secret_key = $2', [processID, secretKey]);
+    await until('the query running upstream', async () => {
+      const activity = await store.query<{ state: string; query: string }>('select state, query from pg_stat_activity where pid = $1', [rows[0]!.pid]);
+      return activity.rows[0];
+    }, (backend) => backend?.state === 'active' && backend.query.includes('pg_sleep'));
+  }
+
   async function until<T>(what: string, probe: () => Promise<T>, done: (value: T) => boolean): Promise<T> {
     const deadline = Date.now() + 5_000;
     for (;;) {
@@ -102,7 +113,7 @@ describe('CancelRequest through another gateway sharing the store', () => {
 
     const started = Date.now();
     const sleeping = client.query('select pg_sleep(10)').then(() => undefined, (error: pg.DatabaseError) => error);
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await sleepingUpstream(client);
     await sendCancel(gatewayB!, processID, secretKey);
     const error = await sleeping;
     expect(error?.code).toBe('57014');
@@ -116,7 +127,7 @@ describe('CancelRequest through another gateway sharing the store', () => {
     const { processID, secretKey } = client as unknown as { processID: number; secretKey: number };
     await until('the key in the store', () => storedKey(client), Boolean);
     const sleeping = client.query('select pg_sleep(1.5) as slept');
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await sleepingUpstream(client);
     // The right process id with a wrong secret, on both gateways.
     await sendCancel(gatewayB!, processID, secretKey ^ 1);
     await sendCancel(gatewayA!, processID, secretKey ^ 1);
