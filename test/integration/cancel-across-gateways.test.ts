@@ -172,12 +172,12 @@ describe('cancel keys in the state store', () => {
       // Nobody renewed A's keys for ten minutes (A died); B renews its own.
       await store.pool.query(`update dbgate_cancel_keys set seen_at = now() - interval '10 minutes'`);
       await store.shareCancelKeys(B, [key(3)], []);
-      expect(await store.removeCancelKeys({ staleMs: 5 * 60_000 })).toBe(2);
+      expect(await store.sweepCancelKeys(5 * 60_000)).toBe(2);
       expect(await store.findCancelKey(1, -1)).toBeUndefined();
       expect(await store.findCancelKey(3, -3)).toEqual(key(3));
 
       // B stops: its keys go with it.
-      expect(await store.removeCancelKeys({ instance: B })).toBe(1);
+      await store.withdrawCancelKeys(B);
       expect(await store.findCancelKey(3, -3)).toBeUndefined();
     } finally {
       await drop();

@@ -34,8 +34,10 @@ function fakeStore(options: { found?: SharedCancelKey; hold?: Promise<void> } = 
       lookups.push([processId, secretKey]);
       return options.found;
     },
-    async removeCancelKeys(which) {
-      removed.push(which);
+    async withdrawCancelKeys(instance) {
+      removed.push(instance);
+    },
+    async sweepCancelKeys() {
       return 0;
     },
   };
@@ -141,6 +143,6 @@ describe('CancelKeyRegistry sharing', () => {
     keys.register({ target: ORDERS, processId: 1, secretKey: 2 });
     await turn();
     await keys.close();
-    expect(fake.removed).toEqual([{ instance: fake.writes[0]!.instance }]);
+    expect(fake.removed).toEqual([fake.writes[0]!.instance]);
   });
 });

@@ -31,7 +31,7 @@ const STALE_MS = 5 * RENEW_MS;
 const MAX_CONCURRENT_LOOKUPS = 4;
 
 export interface CancelKeySharing {
-  store: Pick<StateStore, 'shareCancelKeys' | 'findCancelKey' | 'removeCancelKeys'>;
+  store: Pick<StateStore, 'shareCancelKeys' | 'findCancelKey' | 'withdrawCancelKeys' | 'sweepCancelKeys'>;
   /** The targets of this gateway, by name: a shared key names its target. */
   targets: ReadonlyMap<string, TargetConfig>;
   log: Logger;
@@ -44,8 +44,8 @@ export class CancelKeyRegistry {
   private readonly issued = new Map<string, { client: Key; backend: UpstreamBackend }>();
   /** This gateway process in the store: its keys are withdrawn together when it stops. */
   private readonly instance = randomUUID();
-  /** Changes not yet written to the store: keys to share and keys to withdraw, by map key. */
-  private readonly toShare = new Map<string, SharedCancelKey>();
+  /** Changes not yet written to the store: issued keys to share (map keys of `issued`), and keys to withdraw. */
+  private readonly toShare = new Set<string>();
   private readonly toForget = new Map<string, Key>();
   private lookups = 0;
   private writing: Promise<void> = Promise.resolve();
@@ -69,7 +69,7 @@ export class CancelKeyRegistry {
       if (!this.issued.has(key)) {
         this.issued.set(key, { client: { processId, secretKey }, backend });
         if (this.sharing) {
-          this.toShare.set(key, shared({ processId, secretKey }, backend));
+          this.toShare.add(key);
           this.scheduleWrite();
         }
         return { processId, secretKey };
@@ -112,7 +112,7 @@ export class CancelKeyRegistry {
     this.toShare.clear();
     this.toForget.clear();
     await this.writing;
-    await this.sharing.store.removeCancelKeys({ instance: this.instance }).catch((error: Error) =>
+    await this.sharing.store.withdrawCancelKeys(this.instance).catch((error: Error) =>
       this.sharing!.log.log('warn', 'cancel_keys.remove_failed', { reason: error.message }));
   }
 
@@ -122,7 +122,8 @@ export class CancelKeyRegistry {
     this.writeScheduled = true;
     setImmediate(() => {
       this.writeScheduled = false;
-      const share = [...this.toShare.values()];
+      // Every key in toShare is still issued: unregister takes it out of both.
+      const share = [...this.toShare].map((key) => this.shared(key));
       const forget = [...this.toForget.values()];
       this.toShare.clear();
       this.toForget.clear();
@@ -137,23 +138,25 @@ export class CancelKeyRegistry {
       .catch((error: Error) => log.log('warn', 'cancel_keys.share_failed', { keys: share.length, reason: error.message }));
   }
 
+  /** An issued key as the store keeps it. */
+  private shared(key: string): SharedCancelKey {
+    const { client, backend } = this.issued.get(key)!;
+    return {
+      processId: client.processId,
+      secretKey: client.secretKey,
+      target: backend.target.name,
+      upstreamProcessId: backend.processId,
+      upstreamSecretKey: backend.secretKey,
+    };
+  }
+
   /**
    * Renews every live key (also writing again any a store restart lost) and removes the keys of gateways that died
    * without withdrawing theirs.
    */
   private renew(): void {
-    this.write([...this.issued.values()].map(({ client, backend }) => shared(client, backend)), []);
-    this.sharing!.store.removeCancelKeys({ staleMs: STALE_MS }).catch((error: Error) =>
+    if (this.issued.size > 0) this.write([...this.issued.keys()].map((key) => this.shared(key)), []);
+    this.sharing!.store.sweepCancelKeys(STALE_MS).catch((error: Error) =>
       this.sharing!.log.log('warn', 'cancel_keys.sweep_failed', { reason: error.message }));
   }
-}
-
-function shared(key: Key, backend: UpstreamBackend): SharedCancelKey {
-  return {
-    processId: key.processId,
-    secretKey: key.secretKey,
-    target: backend.target.name,
-    upstreamProcessId: backend.processId,
-    upstreamSecretKey: backend.secretKey,
-  };
 }

@@ -293,14 +293,14 @@ export class StateStore {
     return row && { processId, secretKey, target: row.target, upstreamProcessId: row.upstream_process_id, upstreamSecretKey: row.upstream_secret_key };
   }
 
-  /**
-   * Removes the keys of `instance` (a gateway stopping), or with no instance those nobody renewed for `staleMs`
-   * (gateways that died without stopping). Returns how many were removed.
-   */
-  async removeCancelKeys(which: { instance: string } | { staleMs: number }): Promise<number> {
-    const result = 'instance' in which
-      ? await this.pool.query('delete from dbgate_cancel_keys where instance = $1', [which.instance])
-      : await this.pool.query(`delete from dbgate_cancel_keys where seen_at < now() - make_interval(secs => $1)`, [which.staleMs / 1000]);
+  /** Removes the cancel keys of `instance` (a gateway stopping). */
+  async withdrawCancelKeys(instance: string): Promise<void> {
+    await this.pool.query('delete from dbgate_cancel_keys where instance = $1', [instance]);
+  }
+
+  /** Removes the cancel keys nobody renewed for `staleMs` (gateways that died without stopping); how many. */
+  async sweepCancelKeys(staleMs: number): Promise<number> {
+    const result = await this.pool.query('delete from dbgate_cancel_keys where seen_at < now() - make_interval(secs => $1)', [staleMs / 1000]);
     return result.rowCount ?? 0;
   }
 
