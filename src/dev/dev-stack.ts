@@ -208,18 +208,15 @@ async function startDevStackOn(upstream: string, stateDir: string, options: DevS
   };
 }
 
-/**
- * Creates the service role, the demo database (owned by the service role, so the gateway can also run DDL there on
- * behalf of users who are allowed to) and the state database, then seeds the demo data. Idempotent.
- */
 /** The advisory lock key of the dev setup (any bigint; this one spells "dbgatedv" in ASCII). */
 const DEV_SETUP_LOCK = '7233457619772728438';
 
 /**
- * Sets up the service role, the databases and the demo data on the upstream server, and returns the service role's
- * password. The server keeps that password (a table of the state database): dev stacks with other state dirs on the
- * same server (two checkouts, parallel CI jobs) then use the same one instead of each resetting it to its own, which
- * cut off the other's connections to the targets. `proposed` (the state dir's) is used when none is kept yet.
+ * Creates the service role, the demo database (owned by the service role, so the gateway can also run DDL there on
+ * behalf of users who are allowed to) and the state database, then seeds the demo data. Idempotent. Returns the
+ * service role's password: the server keeps it (a table of the state database), so dev stacks with other state dirs
+ * on the same server (two checkouts, parallel CI jobs) use the same one instead of each resetting it to its own,
+ * which cut off the other's connections to the targets. `proposed` (the state dir's) is used when none is kept yet.
  */
 async function prepareUpstream(upstreamUrl: URL, proposed: string): Promise<string> {
   const admin = new pg.Client({ connectionString: upstreamUrl.toString(), application_name: 'dbgate-dev-setup' });
