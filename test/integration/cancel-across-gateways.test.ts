@@ -14,7 +14,7 @@ import type { RunningGateway } from '../../src/gateway/gateway.js';
 import { silentLogger } from '../../src/gateway/log.js';
 import { cancelRequest } from '../../src/gateway/wire/frontend-messages.js';
 import { gatewayConfigDir, issueTestCredential, type GatewayConfigDir } from '../support/in-process-gateway.js';
-import { directClient, scratchStateStore, sharedStack } from '../support/stack.js';
+import { directClient, eventually, scratchStateStore, sharedStack } from '../support/stack.js';
 
 const TARGET = `shared-cancel-${randomBytes(4).toString('hex')}`;
 const GROUP = 'cancel-testers';
@@ -77,20 +77,10 @@ describe('CancelRequest through another gateway sharing the store', () => {
     const { processID, secretKey } = client as unknown as { processID: number; secretKey: number };
     const { rows } = await store.query<{ pid: number }>(
       'select upstream_process_id as pid from dbgate_cancel_keys where process_id = $1 and secret_key = $2', [processID, secretKey]);
-    await until('the query running upstream', async () => {
+    expect(await eventually(async () => {
       const activity = await store.query<{ state: string; query: string }>('select state, query from pg_stat_activity where pid = $1', [rows[0]!.pid]);
-      return activity.rows[0];
-    }, (backend) => backend?.state === 'active' && backend.query.includes('pg_sleep'));
-  }
-
-  async function until<T>(what: string, probe: () => Promise<T>, done: (value: T) => boolean): Promise<T> {
-    const deadline = Date.now() + 5_000;
-    for (;;) {
-      const value = await probe();
-      if (done(value)) return value;
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+      return activity.rows[0]?.state === 'active' && activity.rows[0].query.includes('pg_sleep');
+    })).toBe(true);
   }
 
   beforeAll(async () => {
@@ -109,7 +99,8 @@ describe('CancelRequest through another gateway sharing the store', () => {
   it('cancels a query running on gateway A when the CancelRequest reaches gateway B', async () => {
     const client = await connectTo(gatewayA!);
     const { processID, secretKey } = client as unknown as { processID: number; secretKey: number };
-    expect(await until('the key in the store', () => storedKey(client), Boolean)).toEqual({ target: TARGET });
+    expect(await eventually(async () => (await storedKey(client)) !== undefined)).toBe(true);
+    expect(await storedKey(client)).toEqual({ target: TARGET });
 
     const started = Date.now();
     const sleeping = client.query('select pg_sleep(10)').then(() => undefined, (error: pg.DatabaseError) => error);
@@ -125,7 +116,7 @@ describe('CancelRequest through another gateway sharing the store', () => {
   it('cancels nothing for a key no gateway issued', async () => {
     const client = await connectTo(gatewayA!);
     const { processID, secretKey } = client as unknown as { processID: number; secretKey: number };
-    await until('the key in the store', () => storedKey(client), Boolean);
+    expect(await eventually(async () => (await storedKey(client)) !== undefined)).toBe(true);
     const sleeping = client.query('select pg_sleep(1.5) as slept');
     await sleepingUpstream(client);
     // The right process id with a wrong secret, on both gateways.
@@ -137,10 +128,10 @@ describe('CancelRequest through another gateway sharing the store', () => {
   it('withdraws a key when its connection closes, and all of a gateway\'s keys when it stops', async () => {
     const closing = await connectTo(gatewayA!);
     const staying = await connectTo(gatewayA!);
-    await until('both keys in the store', async () => [await storedKey(closing), await storedKey(staying)], (keys) => keys.every(Boolean));
+    expect(await eventually(async () => (await storedKey(closing)) !== undefined && (await storedKey(staying)) !== undefined)).toBe(true);
 
     await closing.end();
-    await until('the closed connection\'s key gone', () => storedKey(closing), (key) => key === undefined);
+    expect(await eventually(async () => (await storedKey(closing)) === undefined)).toBe(true);
     expect(await storedKey(staying)).toEqual({ target: TARGET });
 
     await gatewayA!.close();
