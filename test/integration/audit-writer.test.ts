@@ -94,6 +94,24 @@ describe('audit writer', () => {
     await writer.close();
   });
 
+  it('says once when its backlog is full, refuses statements until it is written, then accepts them again', async () => {
+    const full: number[] = [];
+    const writer = new AuditWriter(store, {
+      gateway: 'test', batchSize: 1_000_000, flushIntervalMs: 60_000, maxPending: 100, onBacklogFull: (records) => full.push(records),
+    });
+    for (let sequence = 0; sequence < 99; sequence += 1) writer.append(statementRecord(sequence, 'backlog-full'));
+    expect(writer.healthy).toBe(true);
+    expect(full).toEqual([]);
+    for (let sequence = 99; sequence < 150; sequence += 1) writer.append(statementRecord(sequence, 'backlog-full'));
+    expect(writer.healthy).toBe(false);
+    expect(full).toEqual([100]);
+    await writer.flush();
+    expect(writer.healthy).toBe(true);
+    const { rows } = await store.pool.query<{ n: number }>("select count(*)::int as n from dbgate_audit_events where subject = 'backlog-full'");
+    expect(rows[0]!.n).toBe(150);
+    await writer.close();
+  });
+
   it('turns unhealthy while the store refuses writes, keeps every record, and recovers by itself', async () => {
     const errors: string[] = [];
     const writer = new AuditWriter(store, { gateway: 'test', onError: (error) => errors.push(error.message) });

@@ -54,6 +54,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
     const exited = new Promise((resolve) => gateway!.once('exit', resolve));
     gateway!.kill('SIGTERM');
     await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5_000))]);
+    // The shared gateway's errors (an audit flush that failed, say) explain failures no test can see from outside.
+    const errors = stderr.join('').split('\n').filter((line) => line.includes('"level":"error"'));
+    if (errors.length > 0) process.stderr.write(`shared dev gateway errors:\n${errors.join('\n')}\n`);
     gateway!.kill('SIGKILL');
     await cluster.stop();
     await rm(stateDir, { recursive: true, force: true });

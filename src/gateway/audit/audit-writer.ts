@@ -62,6 +62,8 @@ export interface AuditWriterOptions {
   maxPending?: number;
   /** Told when a flush fails, without the records (they may hold statement text). */
   onError?: (error: Error) => void;
+  /** Told when the backlog reaches `maxPending` (statements are refused from then until it shrinks). */
+  onBacklogFull?: (records: number) => void;
 }
 
 /** Encoded records, whole COPY lines, in order. */
@@ -157,6 +159,7 @@ export class AuditWriter {
     this.fillingRecords += 1;
     this.queuedRecords += 1;
     this.unwrittenRecords += 1;
+    if (this.unwrittenRecords === this.maxPending) this.options.onBacklogFull?.(this.unwrittenRecords);
     // Once per batch: while an earlier flush is still writing, this one waits for it and then takes all queued.
     if (this.queuedRecords === this.batchSize) void this.flush();
     else this.timer ??= setTimeout(() => void this.flush(), this.flushIntervalMs);
