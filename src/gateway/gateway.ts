@@ -54,7 +54,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
   const audit = new AuditWriter(store, {
     gateway: config.name,
     onError: (error) => log.log('error', 'audit.write_failed', { reason: error.message }),
-    // Without this line an operator would only see statements refused, not why.
+    // Without this line an operator would only see statements slow down, then refused, not why.
     onBacklogFull: (records) => log.log('error', 'audit.backlog_full', { records }),
   });
   const credentials = new CredentialAuthority(config.credentials.signingKeyJwk.reveal(), config.audience);

@@ -1,6 +1,7 @@
 /**
- * The audit writer against a real state store: large backlogs are written completely and in order, and a store
- * outage turns the gateway unhealthy (statements refused) until the backlog is written after it recovers.
+ * The audit writer against a real state store: large backlogs are written completely and in order, a full backlog
+ * holds statements for a while, and a store outage turns the gateway unhealthy (statements refused) until the backlog
+ * is written after it recovers.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuditWriter, type AuditRecord } from '../../src/gateway/audit/audit-writer.js';
@@ -94,21 +95,58 @@ describe('audit writer', () => {
     await writer.close();
   });
 
-  it('says once when its backlog is full, refuses statements until it is written, then accepts them again', async () => {
+  it('says once when its backlog is full, holds statements until it is written, then accepts them again', async () => {
     const full: number[] = [];
     const writer = new AuditWriter(store, {
       gateway: 'test', batchSize: 1_000_000, flushIntervalMs: 60_000, maxPending: 100, onBacklogFull: (records) => full.push(records),
     });
     for (let sequence = 0; sequence < 99; sequence += 1) writer.append(statementRecord(sequence, 'backlog-full'));
     expect(writer.healthy).toBe(true);
+    expect(writer.holding).toBe(false);
     expect(full).toEqual([]);
     for (let sequence = 99; sequence < 150; sequence += 1) writer.append(statementRecord(sequence, 'backlog-full'));
     expect(writer.healthy).toBe(false);
+    expect(writer.holding).toBe(true);
     expect(full).toEqual([100]);
+    let released = false;
+    const room = writer.waitForRoom().then(() => { released = true; });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(released).toBe(false);
     await writer.flush();
+    await room;
     expect(writer.healthy).toBe(true);
+    expect(writer.holding).toBe(false);
     const { rows } = await store.pool.query<{ n: number }>("select count(*)::int as n from dbgate_audit_events where subject = 'backlog-full'");
     expect(rows[0]!.n).toBe(150);
+    await writer.close();
+  });
+
+  it('ends the hold after maxHoldMs when the backlog is still full: statements are refused from then on', async () => {
+    const writer = new AuditWriter(store, { gateway: 'test', batchSize: 1_000_000, flushIntervalMs: 60_000, maxPending: 10, maxHoldMs: 200 });
+    for (let sequence = 0; sequence < 10; sequence += 1) writer.append(statementRecord(sequence, 'hold-expiry'));
+    expect(writer.holding).toBe(true);
+    await writer.waitForRoom();
+    expect(writer.holding).toBe(false);
+    expect(writer.healthy).toBe(false);
+    // No new hold until the backlog has been written: waiting returns at once.
+    await writer.waitForRoom();
+    await writer.close();
+    expect(writer.healthy).toBe(true);
+  });
+
+  it('ends the hold at once when a write fails', async () => {
+    const writer = new AuditWriter(store, { gateway: 'test', batchSize: 1_000_000, flushIntervalMs: 60_000, maxPending: 10, onError: () => {} });
+    for (let sequence = 0; sequence < 10; sequence += 1) writer.append(statementRecord(sequence, 'hold-failure'));
+    const room = writer.waitForRoom();
+    await store.pool.query('alter table dbgate_audit_events rename to dbgate_audit_events_gone');
+    try {
+      await writer.flush();
+      await room;
+      expect(writer.holding).toBe(false);
+      expect(writer.healthy).toBe(false);
+    } finally {
+      await store.pool.query('alter table dbgate_audit_events_gone rename to dbgate_audit_events');
+    }
     await writer.close();
   });
 

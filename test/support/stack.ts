@@ -105,7 +105,7 @@ export async function directClient(database = 'prod_orders'): Promise<pg.Client>
  * A state store of its own, in a fresh database of the shared cluster, migrated; `drop` removes it. For tests that
  * count or read audit records and must not see the shared gateway's.
  */
-export async function scratchStateStore(prefix: string): Promise<{ store: StateStore; admin: pg.Client; drop(): Promise<void> }> {
+export async function scratchStateStore(prefix: string): Promise<{ database: string; store: StateStore; admin: pg.Client; drop(): Promise<void> }> {
   const database = `${prefix}_${randomBytes(4).toString('hex')}`;
   const admin = await directClient('postgres');
   await admin.query(`create database ${database}`);
@@ -116,6 +116,7 @@ export async function scratchStateStore(prefix: string): Promise<{ store: StateS
   const store = new StateStore({ url: url.toString(), password });
   await store.migrate();
   return {
+    database,
     store,
     admin,
     async drop() {

@@ -3,7 +3,9 @@
  * per statement, so auditing does not cost the statement path a state-store round trip.
  *
  * Fail closed: when the store stops accepting records, `healthy` turns false and the gateway refuses new
- * statements until a flush succeeds again, rather than letting unaudited statements through.
+ * statements until a flush succeeds again, rather than letting unaudited statements through. A backlog that is only
+ * full (the store is slow, not failing) holds statements first (`holding`, `waitForRoom`): a short stall slows
+ * clients down instead of failing their statements.
  */
 import type { Writable } from 'node:stream';
 import { from as copyFrom } from 'pg-copy-streams';
@@ -58,11 +60,13 @@ export interface AuditWriterOptions {
   flushIntervalMs?: number;
   /** Flush as soon as this many records wait. */
   batchSize?: number;
-  /** Refuse new statements once this many records wait unwritten. */
+  /** Hold new statements once this many records wait unwritten (`holding`), refuse them after `maxHoldMs`. */
   maxPending?: number;
+  /** How long statements are held while the backlog is full and the store is still writing, before being refused. */
+  maxHoldMs?: number;
   /** Told when a flush fails, without the records (they may hold statement text). */
   onError?: (error: Error) => void;
-  /** Told when the backlog reaches `maxPending` (statements are refused from then until it shrinks). */
+  /** Told when the backlog reaches `maxPending` (statements are held, then refused, until it shrinks). */
   onBacklogFull?: (records: number) => void;
 }
 
@@ -106,9 +110,15 @@ export class AuditWriter {
   private timer: NodeJS.Timeout | null = null;
   private failing = false;
   private closed = false;
+  /** When the backlog last reached `maxPending` (NaN: it is below). */
+  private fullSince = Number.NaN;
+  /** `waitForRoom` callers, released together (`releaseHeld`), and the timer ending their hold. */
+  private held: Array<() => void> = [];
+  private holdTimer: NodeJS.Timeout | null = null;
   private readonly flushIntervalMs: number;
   private readonly batchSize: number;
   private readonly maxPending: number;
+  private readonly maxHoldMs: number;
   private readonly gateway: string;
   /** The last timestamp encoded: statements finishing in the same millisecond share it. */
   private lastTime = Number.NaN;
@@ -122,12 +132,30 @@ export class AuditWriter {
     this.flushIntervalMs = options.flushIntervalMs ?? 50;
     this.batchSize = options.batchSize ?? 500;
     this.maxPending = options.maxPending ?? 50_000;
+    this.maxHoldMs = options.maxHoldMs ?? 5_000;
     this.gateway = copyText(options.gateway);
   }
 
   /** False while the store is refusing writes or the backlog is too long: the gateway must not run statements. */
   get healthy(): boolean {
     return !this.failing && this.unwrittenRecords < this.maxPending;
+  }
+
+  /**
+   * True while the backlog is full but the store is writing, for at most `maxHoldMs`: statements should wait
+   * (`waitForRoom`) rather than be refused. Once the hold is over, or when a write fails, they are refused.
+   */
+  get holding(): boolean {
+    return this.unwrittenRecords >= this.maxPending && !this.failing && Date.now() - this.fullSince < this.maxHoldMs;
+  }
+
+  /** Resolves once `holding` is over: the backlog shrank, a write failed, or the hold time ran out. */
+  waitForRoom(): Promise<void> {
+    if (!this.holding) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.held.push(resolve);
+      this.holdTimer ??= setTimeout(() => this.releaseHeld(), this.fullSince + this.maxHoldMs - Date.now());
+    });
   }
 
   /** Encodes `party` for `appendFor`. */
@@ -159,7 +187,10 @@ export class AuditWriter {
     this.fillingRecords += 1;
     this.queuedRecords += 1;
     this.unwrittenRecords += 1;
-    if (this.unwrittenRecords === this.maxPending) this.options.onBacklogFull?.(this.unwrittenRecords);
+    if (this.unwrittenRecords === this.maxPending) {
+      this.fullSince = Date.now();
+      this.options.onBacklogFull?.(this.unwrittenRecords);
+    }
     // Once per batch: while an earlier flush is still writing, this one waits for it and then takes all queued.
     if (this.queuedRecords === this.batchSize) void this.flush();
     else this.timer ??= setTimeout(() => void this.flush(), this.flushIntervalMs);
@@ -186,7 +217,11 @@ export class AuditWriter {
   /** Flushes and stops the timer. */
   async close(): Promise<void> {
     this.closed = true;
-    await this.flush();
+    try {
+      await this.flush();
+    } finally {
+      this.releaseHeld();
+    }
   }
 
   /** The chunk being filled when `room` more bytes fit in it, or a new one. */
@@ -222,14 +257,30 @@ export class AuditWriter {
         this.failing = true;
         this.pending = batch.slice(start).concat(this.pending);
         this.options.onError?.(error as Error);
+        // Held statements are refused now: the store is failing, not slow.
+        this.releaseHeld();
         if (this.closed) throw error;
         this.timer ??= setTimeout(() => void this.flush(), RETRY_MS);
         return;
       }
       for (const chunk of statement) this.unwrittenRecords -= chunk.records;
+      if (this.unwrittenRecords < this.maxPending && !Number.isNaN(this.fullSince)) {
+        this.fullSince = Number.NaN;
+        this.releaseHeld();
+      }
       start = end;
     }
     this.failing = false;
+  }
+
+  private releaseHeld(): void {
+    if (this.holdTimer) {
+      clearTimeout(this.holdTimer);
+      this.holdTimer = null;
+    }
+    const held = this.held;
+    this.held = [];
+    for (const resolve of held) resolve();
   }
 
   /**

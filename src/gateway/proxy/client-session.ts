@@ -196,6 +196,8 @@ export class ClientSession {
   private busy = false;
   /** Client messages wait for the target's masking catalog to be read again (adoptMaskingCatalog). */
   private awaitingCatalog = false;
+  /** Client messages wait for the audit backlog to shrink (`holdForAudit`). */
+  private awaitingAudit = false;
   /** A message held back until the catalog is read again (`catalogMissesRelation`); handled before any other. */
   private deferred: PgMessage | undefined;
   /**
@@ -251,16 +253,22 @@ export class ClientSession {
    * just read for this session (see `adoptMaskingCatalog`).
    */
   private pump(catalogChecked = false): void {
-    if (this.busy || this.awaitingCatalog || this.state === 'closed') return;
+    if (this.busy || this.awaitingCatalog || this.awaitingAudit || this.state === 'closed') return;
     const toUpstream: Buffer[] = [];
     try {
       for (;;) {
         // Handlers change state and `busy` as they go (TLS upgrade, login): re-read them on every turn.
         const state = this.state as SessionState;
-        if (this.busy || this.awaitingCatalog || state === 'closed' || state === 'connecting') break;
-        if (state === 'ready' && !catalogChecked) {
-          catalogChecked = true;
-          if (!this.adoptMaskingCatalog()) break;
+        if (this.busy || this.awaitingCatalog || this.awaitingAudit || state === 'closed' || state === 'connecting') break;
+        if (state === 'ready') {
+          if (!catalogChecked) {
+            catalogChecked = true;
+            if (!this.adoptMaskingCatalog()) break;
+          }
+          if (this.deps.audit.holding) {
+            this.holdForAudit();
+            break;
+          }
         }
         const message = this.deferred ?? this.reader.next();
         this.deferred = undefined;
@@ -579,6 +587,24 @@ export class ClientSession {
   }
 
   /**
+   * Holds this client's messages while the audit backlog is full and the store is still writing (AuditWriter.holding):
+   * a short stall slows statements down rather than failing them. The client is not read meanwhile, so what it sends
+   * waits in TCP buffers, not in the gateway. When the hold ends without room (the store failed, or stayed slow too
+   * long), the statements are refused with builtin:audit-unavailable (fail closed).
+   */
+  private holdForAudit(): void {
+    this.awaitingAudit = true;
+    this.client.pause();
+    void this.deps.audit.waitForRoom().then(() => {
+      this.awaitingAudit = false;
+      if (this.state === 'closed') return;
+      // Unless the upstream's own backpressure paused the client too (sendUpstream resumes it on drain).
+      if (!this.upstream?.socket.writableNeedDrain) this.client.resume();
+      this.pump();
+    });
+  }
+
+  /**
    * Whether `decision` was taken on a catalog snapshot that does not know a relation its statement names, and that
    * snapshot is old enough to be read again for it: a view created directly on the database since (by a migration,
    * say) must reach the policy before the statement that uses it is judged — a rule holding writes to its table, or
@@ -765,7 +791,9 @@ export class ClientSession {
     // One drain listener per pause: further writes while paused must not stack listeners.
     if (upstream.writableNeedDrain && !this.client.isPaused()) {
       this.client.pause();
-      upstream.once('drain', () => this.client.resume());
+      upstream.once('drain', () => {
+        if (!this.awaitingAudit) this.client.resume();
+      });
     }
   }
 
