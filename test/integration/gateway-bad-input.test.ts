@@ -324,6 +324,31 @@ describe('gateway with bad input', () => {
     await refusalIsAudited(user, /target/, 1);
   });
 
+  it('refuses replication connections with 0A000 and opens no upstream connection; replication=off is a normal session', async () => {
+    const user = unique('walsender');
+    const credential = await mintCredential(user, { groups: ['engineering'] });
+    const application = unique('app');
+    // node-postgres sends `replication` as a startup parameter, as pg_recvlogical ("database") and pg_basebackup
+    // ("true") do.
+    for (const replication of ['database', 'true', 'on', 'bogus']) {
+      const error = await refusal({ ...gatewayConfig(user, credential, { applicationName: application }), replication } as pg.ClientConfig);
+      expect(error.severity).toBe('FATAL');
+      expect(error.code).toBe('0A000');
+      expect(error.message).toBe('dbgate: replication connections are not supported through the gateway');
+      expect(error.hint).toContain('past policy, masking and audit');
+    }
+    expect(await upstreamLogins(application)).toBe(0);
+    await refusalIsAudited(user, /replication/);
+
+    const normal = new pg.Client({ ...gatewayConfig(user, credential, { applicationName: application }), replication: 'off' } as pg.ClientConfig);
+    await normal.connect();
+    try {
+      expect((await normal.query('select 1 as one')).rows).toEqual([{ one: 1 }]);
+    } finally {
+      await normal.end();
+    }
+  });
+
   it('refuses local clients without or with a wrong tunnel password before anything reaches the gateway', async () => {
     const user = unique('tunnel');
     const tunnel = await openTunnel(user);

@@ -436,6 +436,15 @@ export class ClientSession {
         `connect with user=${identity.subject}`);
       return;
     }
+    if (asksForReplication(this.startupParameters.get('replication'))) {
+      // A walsender session streams WAL or table copies, not statements: nothing of it could be judged, masked or
+      // audited. Said plainly here rather than dropped: the client would otherwise get a normal session and fail on
+      // its first replication command (or, for physical replication, on the database name "replication").
+      this.refuse(identity.subject, targetName, 'replication connection');
+      this.fatal(SqlState.featureNotSupported, 'dbgate: replication connections are not supported through the gateway',
+        'a replication stream would carry every row past policy, masking and audit; ask the database operator for a replication path of its own');
+      return;
+    }
     const target = config.targets.get(targetName);
     if (!target) {
       this.refuse(identity.subject, targetName, 'unknown target');
@@ -1174,6 +1183,15 @@ export class ClientSession {
 function startupSearchPath(value: string | undefined): string[] {
   const path = value === undefined ? undefined : sessionEffectOf('search_path', value, 'startup').searchPath;
   return path && path.length > 0 ? path : ['$user', 'public'];
+}
+
+/**
+ * Whether the `replication` startup parameter asks for a walsender: true/on/yes/1 (physical), "database" (logical),
+ * or anything PostgreSQL would not read as false (fail closed). The false spellings are those of PostgreSQL's
+ * parse_bool: any prefix of "false" or "no", "of"/"off", "0".
+ */
+function asksForReplication(value: string | undefined): boolean {
+  return value !== undefined && !/^(?:f(?:a(?:l(?:se?)?)?)?|no?|off?|0)$/i.test(value.trim());
 }
 
 /** A CommandComplete tag that ends a transaction block (or rolls back to a savepoint: the tag is ROLLBACK too). */
