@@ -7,12 +7,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
-import { activeServiceBackends, directClient, eventually, mintCredential, openTunnel, type OpenTunnel } from '../support/stack.js';
+import { activeServiceBackends, directClient, eventually, mintCredential, openTunnel, sharedStack, type OpenTunnel } from '../support/stack.js';
 
 /** Runs psql to completion without blocking the event loop (the tunnel under test lives in this process). */
 function psql(tunnel: OpenTunnel, args: string[], input = ''): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return run('psql', ['-X', '-v', 'ON_ERROR_STOP=0', ...args], tunnel.libpqEnv, input);
+}
+
+function run(command: string, args: string[], env: NodeJS.ProcessEnv, input = ''): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn('psql', ['-X', '-v', 'ON_ERROR_STOP=0', ...args], { env: tunnel.libpqEnv });
+    const child = spawn(command, args, { env });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
@@ -102,6 +106,37 @@ describe('psql through tunnel and gateway', () => {
     expect(output).toMatch(/Asynchronous notification "dbgate_channel" with payload "hello through the gateway" received from server process with PID \d+/);
     listener.stdin.end('\\q\n');
     await new Promise((resolve) => listener.once('exit', resolve));
+  });
+
+  it('restores a plain pg_dump script (it starts with set_config(\'search_path\', \'\', false)) with psql -f', async () => {
+    // Dumped straight from the server by the real pg_dump, then restored through the gateway into the scratch
+    // target, where bob (dba) has admin access.
+    const scratchUrl = new URL(sharedStack().cluster.adminUrl);
+    scratchUrl.pathname = '/dbgate_scratch';
+    const scratch = await directClient('dbgate_scratch');
+    const scratchTunnel = await openTunnel('bob', { credential: await mintCredential('bob', { groups: ['dba'] }), target: 'scratch' });
+    const script = join(workDir, 'restore.sql');
+    try {
+      await scratch.query('drop table if exists psql_restore_test');
+      await scratch.query('create table psql_restore_test (id serial primary key, note text)');
+      await scratch.query("insert into psql_restore_test (note) values ('plain'), (E'tab\\there'), (E'back\\\\slash\\nnewline')");
+      const { rows: original } = await scratch.query('select id, note from psql_restore_test order by id');
+      const dump = await run('pg_dump', ['--no-owner', '--no-privileges', '-t', 'public.psql_restore_test', '-f', script, scratchUrl.toString()], process.env);
+      expect(dump.stderr).toBe('');
+      expect(await readFile(script, 'utf8')).toContain("SELECT pg_catalog.set_config('search_path', '', false);");
+      await scratch.query('drop table psql_restore_test');
+
+      const restore = await psql(scratchTunnel, ['-v', 'ON_ERROR_STOP=1', '-q', '-f', script]);
+      expect(restore.stderr).toBe('');
+      expect(restore.status).toBe(0);
+      expect((await scratch.query('select id, note from psql_restore_test order by id')).rows).toEqual(original);
+      // The sequence was restored too (setval), so new rows continue after the dumped ones.
+      expect((await scratch.query("insert into psql_restore_test (note) values ('next') returning id")).rows).toEqual([{ id: 4 }]);
+    } finally {
+      await scratch.query('drop table if exists psql_restore_test');
+      await scratch.end();
+      await scratchTunnel.close();
+    }
   });
 
   it('cancels a running pg_sleep(10) when psql gets Ctrl-C (SIGINT)', async () => {

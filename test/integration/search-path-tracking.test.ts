@@ -48,6 +48,36 @@ describe('search_path tracking', () => {
     await expectHeld();
   });
 
+  it('set_config(\'search_path\', …) as a SELECT of its own is tracked like SET (pg_dump scripts start with one)', async () => {
+    const exchange = await client.query("select pg_catalog.set_config('search_path', 'pg_catalog', false)");
+    expect(exchange.errors).toEqual([]);
+    expect(exchange.rows).toEqual([['pg_catalog']]);
+    const write = await client.query(WRITE);
+    expect(write.errors[0]!['C']).toBe('42P01');
+    await run("select set_config('search_path', '\"$user\", public', false)");
+    await expectHeld();
+  });
+
+  it('set_config(…, true) ends with its transaction, like SET LOCAL', async () => {
+    await run('begin');
+    await run("select set_config('search_path', 'pg_catalog', 't')");
+    expect((await client.query(WRITE)).errors[0]!['C']).toBe('42P01');
+    await run('commit');
+    await expectHeld();
+  });
+
+  it('set_config(\'search_path\', …) inside a larger SELECT is still refused: it may run any number of times', async () => {
+    for (const sql of [
+      "select set_config('search_path', 'pg_catalog', false) from generate_series(1, 2)",
+      "select set_config('search_path', 'pg_catalog', false) limit 0",
+      "select 1, set_config('search_path', 'pg_catalog', false)",
+    ]) {
+      const exchange = await client.query(sql);
+      expect(exchange.errors[0]?.['D'], sql).toBe('rule: builtin:session-escape');
+    }
+    await expectHeld();
+  });
+
   it('a SET rolled back in the same message', async () => {
     await run('begin; set search_path = pg_catalog; rollback');
     await expectHeld();

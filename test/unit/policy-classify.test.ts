@@ -428,6 +428,16 @@ describe('classifyStatements: session effects', () => {
       effects: [{ kind: 'set_role', via: 'set_config', value: 'postgres' }],
     },
     {
+      name: 'set_config with constants as the whole SELECT runs once, like SET (is_local read as PostgreSQL does)',
+      sql: 'SELECT pg_catalog.set_config(\'search_path\', \'a, b\', \'on\')',
+      effects: [{ kind: 'search_path', via: 'set_config', searchPath: ['a', 'b'], local: true, once: true }],
+    },
+    {
+      name: 'set_config with constants in a SELECT with a FROM may run any number of times',
+      sql: 'SELECT set_config(\'search_path\', \'a\', false) FROM generate_series(1, 3)',
+      effects: [{ kind: 'search_path', via: 'set_config', searchPath: ['a'] }],
+    },
+    {
       name: 'set_config with a computed value',
       sql: 'SELECT set_config(\'search_path\', current_setting(\'x.y\'), true) ',
       effects: [{ kind: 'search_path', via: 'set_config', computed: true, local: true }],
@@ -435,6 +445,24 @@ describe('classifyStatements: session effects', () => {
   ];
   it.each(cases)('$name', ({ sql, effects }) => {
     expect(only(sql).sessionEffects).toMatchObject(effects);
+  });
+
+  it('set_config runs once only as the whole of a SELECT, with constant arguments', () => {
+    const once = (sql: string): boolean | undefined => only(sql).sessionEffects[0]?.once;
+    expect(once('SELECT set_config(\'search_path\', \'a\', false)')).toBe(true);
+    expect(once('SELECT set_config(\'search_path\', \'a\', false) AS previous')).toBe(true);
+    for (const sql of [
+      'SELECT set_config(\'search_path\', \'a\', false) FROM generate_series(1, 3)',
+      'SELECT set_config(\'search_path\', \'a\', false) WHERE false',
+      'SELECT set_config(\'search_path\', \'a\', false) LIMIT 0',
+      'SELECT set_config(\'search_path\', \'a\', false) OFFSET 1',
+      'SELECT (SELECT set_config(\'search_path\', \'a\', false))',
+      'SELECT set_config(\'search_path\', \'a\', false), 1',
+      'SELECT set_config(\'search_path\', \'a\', random() > 0.5)',
+      'SELECT set_config(\'search_path\', \'a\', \'maybe\')',
+      'WITH x AS (SELECT 1) SELECT set_config(\'search_path\', \'a\', false)',
+      'SELECT set_config(\'search_path\', \'a\', false) FOR UPDATE',
+    ]) expect(once(sql), sql).toBeUndefined();
   });
 
   it('a set_config whose setting name is computed cannot be analysed', () => {

@@ -146,7 +146,7 @@ describe('DecisionCache', () => {
     const harmless = "SELECT set_config('application_name', 'report', false)";
     decideText(cache, DEMO_POLICY, harmless);
     decideText(cache, DEMO_POLICY, harmless.replace('report', 'other'));
-    const escape = decideText(cache, DEMO_POLICY, "SELECT set_config('search_path', 'evil', false)");
+    const escape = decideText(cache, DEMO_POLICY, "SELECT set_config('role', 'evil', false)");
     expect(escape.cached).toBe(false);
     expect(escape.decision.action).toBe('deny');
     expect(classifyStatements(harmless).literalSensitive).toBe(true);

@@ -84,6 +84,11 @@ export interface SessionEffect {
   local?: boolean;
   /** The value is computed when the statement runs, so dbgate cannot know it. */
   computed?: boolean;
+  /**
+   * set_config() with constant arguments as the whole of a top-level `SELECT set_config(…)`: it runs exactly once
+   * when the statement does, with a value known in advance — the same as SET (pg_dump's scripts start with one).
+   */
+  once?: boolean;
 }
 
 export type UnanalyzableCause =
@@ -298,6 +303,8 @@ class StatementAnalysis {
   private readonly reasons: UnanalyzableReason[] = [];
   private readonly effects: SessionEffect[] = [];
   private readonly inference = new InferenceCollector();
+  /** The call of a statement that is only `SELECT f(…)` (bareSelectCall): it runs exactly once. */
+  private bareCall: Fields | undefined;
 
   /** Walks one statement node (`{ SelectStmt: {...} }`, `{ DoStmt: {...} }`, …). */
   analyzeTopLevel(statement: Fields | undefined, scope: Scope): void {
@@ -307,6 +314,7 @@ class StatementAnalysis {
       this.addReason('unknown_statement', 'the parser returned an empty statement');
       return;
     }
+    if (type === 'SelectStmt') this.bareCall = bareSelectCall(node);
     const handler = HANDLERS.get(type);
     if (handler) {
       handler(this, node, scope);
@@ -445,7 +453,10 @@ class StatementAnalysis {
     const value = constantText(args[1]);
     const effect = sessionEffectOf(setting, value, 'set_config');
     if (value === undefined) effect.computed = true;
-    if (constantText(args[2]) === 'true') effect.local = true;
+    // is_local is a boolean: 't', 'on' and 'yes' are true too.
+    const local = booleanText(constantText(args[2]));
+    if (local === true) effect.local = true;
+    if (node === this.bareCall && args.length === 3 && value !== undefined && local !== undefined) effect.once = true;
     this.addEffect(effect, scope);
   }
 
@@ -1019,6 +1030,32 @@ function constantText(node: unknown): string | undefined {
   const text = literalText(node);
   if (text !== undefined) noteLiteralRead();
   return text;
+}
+
+/**
+ * The FuncCall of a SELECT that is nothing but one function call — no FROM, WHERE, LIMIT, set operation or other
+ * clause, one output column — so the call runs exactly once when the statement runs; undefined for any other SELECT.
+ */
+function bareSelectCall(select: Fields): Fields | undefined {
+  for (const key in select) {
+    if (key === 'targetList' || (key === 'op' && select[key] === 'SETOP_NONE') ||
+      (key === 'limitOption' && select[key] === 'LIMIT_OPTION_DEFAULT')) continue;
+    return undefined;
+  }
+  const targets = asArray(select['targetList']);
+  if (targets.length !== 1) return undefined;
+  const target = (targets[0] as Fields)['ResTarget'] as Fields | undefined;
+  return (target?.['val'] as Fields | undefined)?.['FuncCall'] as Fields | undefined;
+}
+
+/** A boolean as PostgreSQL reads one (parse_bool: a prefix of true/false/yes/no, on/off, 1/0), or undefined. */
+function booleanText(text: string | undefined): boolean | undefined {
+  if (text === undefined) return undefined;
+  const value = text.trim().toLowerCase();
+  if (value === '') return undefined;
+  if ('true'.startsWith(value) || 'yes'.startsWith(value) || value === 'on' || value === '1') return true;
+  if ('false'.startsWith(value) || 'no'.startsWith(value) || value === 'of' || value === 'off' || value === '0') return false;
+  return undefined;
 }
 
 function literalText(node: unknown): string | undefined {

@@ -799,8 +799,7 @@ function nameMatches(spec: NameSpec, used: NameSpec, searchPath: readonly string
   if (spec.schema === null) return true;
   if (used.schema !== null) return spec.schema === used.schema;
   // Unqualified: PostgreSQL looks in pg_catalog first unless the search_path lists it somewhere else.
-  const catalogFirst = !searchPath.includes(BUILTIN_SCHEMA) || searchPath[0] === BUILTIN_SCHEMA;
-  if (spec.schema === BUILTIN_SCHEMA) return strict ? catalogFirst : true;
+  if (spec.schema === BUILTIN_SCHEMA) return strict ? catalogSearchedFirst(searchPath) : true;
   const schemas = resolvableSchemas(searchPath);
   return strict ? schemas.find((schema) => schema !== BUILTIN_SCHEMA) === spec.schema : schemas.includes(spec.schema);
 }
@@ -816,8 +815,7 @@ function resolvableSchemas(searchPath: readonly string[]): string[] {
  */
 function unknownFunctions(statement: StatementInfo, searchPath: readonly string[]): string[] {
   const unknown = new Set(statement.unknownFunctions);
-  const catalogPosition = searchPath.indexOf(BUILTIN_SCHEMA);
-  if (catalogPosition > 0) {
+  if (!catalogSearchedFirst(searchPath)) {
     for (const fn of statement.functions) {
       if (fn.includes('.')) continue;
       const { risk } = assessFunction({ schema: null, name: fn });
@@ -899,12 +897,13 @@ export function sessionEscape(effect: SessionEffect): { what: string; why: strin
         hint: identityHint,
       };
     case 'search_path':
-      if (!viaFunction) return undefined;
+      // `SELECT set_config('search_path', '…', false)` alone is a SET in function form, tracked like one.
+      if (!viaFunction || effect.once) return undefined;
       return {
         what: spelled('search_path', 'SET search_path'),
         why: 'table and function names resolve through search_path, and a value set by a function can be computed ' +
           'at run time where dbgate cannot follow it',
-        hint: 'use SET search_path TO …, which dbgate tracks',
+        hint: 'use SET search_path TO … (or set_config(\'search_path\', \'…\', false) with constants as a SELECT of its own), which dbgate tracks',
       };
     case 'standard_conforming_strings': {
       if (effect.via === 'reset' || (effect.value !== undefined && isOn(effect.value))) return undefined;
@@ -929,6 +928,11 @@ export function sessionEscape(effect: SessionEffect): { what: string; why: strin
     case 'other_set':
       return undefined;
   }
+}
+
+/** Whether unqualified functions and operators resolve in pg_catalog first: it is first, or not listed (implicitly first). */
+function catalogSearchedFirst(searchPath: readonly string[]): boolean {
+  return searchPath.indexOf(BUILTIN_SCHEMA) <= 0;
 }
 
 function isOn(value: string): boolean {
