@@ -5,9 +5,11 @@
  * access): if the gateway believed the search_path were pg_catalog while the server still had public, an
  * unqualified `UPDATE payments` would slip past the rule and run on public.payments.
  */
+import { serialize } from 'pg-protocol';
+import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RawClient } from '../support/raw-client.js';
-import { mintCredential, openTunnel, type OpenTunnel } from '../support/stack.js';
+import { directClient, mintCredential, openTunnel, type OpenTunnel } from '../support/stack.js';
 
 const WRITE = 'update payments set status = status where id = 1';
 
@@ -112,6 +114,91 @@ describe('search_path tracking', () => {
     const exchange = await client.query('set search_path = pg_catalog; select 1/0');
     expect(exchange.errors[0]!['C']).toBe('22012');
     await expectHeld();
+  });
+
+  describe('statements sent before the server has answered a search_path change', () => {
+    let admin: pg.Client;
+
+    /** The row the writes would change: its xmin moves with every UPDATE that reaches it. */
+    async function paymentVersion(): Promise<string> {
+      return (await admin.query<{ xmin: string }>('select xmin::text from public.payments where id = 1')).rows[0]!.xmin;
+    }
+
+    beforeAll(async () => {
+      admin = await directClient();
+      // A schema of the test's own with a harmless table of the same name: a statement judged with this schema on the
+      // search_path names no table a rule protects.
+      await admin.query('create schema if not exists probe_elsewhere');
+      await admin.query('create table if not exists probe_elsewhere.payments (id int primary key, status text)');
+      await admin.query("insert into probe_elsewhere.payments values (1, 'x') on conflict do nothing");
+      await admin.query('grant usage on schema probe_elsewhere to dbgate_service');
+      await admin.query('grant all on probe_elsewhere.payments to dbgate_service');
+    });
+
+    afterAll(async () => {
+      await admin?.query('drop schema if exists probe_elsewhere cascade');
+      await admin?.end();
+    });
+
+    it('two simple queries in one write: the second waits for the first\'s search_path', async () => {
+      await run('set search_path = probe_elsewhere');
+      const before = await paymentVersion();
+      const exchange = await client.send([serialize.query('set search_path = public'), serialize.query(WRITE)], 2);
+      expect(exchange.errors).toHaveLength(1);
+      expect(exchange.errors[0]!['D']).toBe('rule: hold-payments-writes');
+      expect(await paymentVersion()).toBe(before);
+      await run('reset search_path');
+      await expectHeld();
+    });
+
+    it('a statement pipelined after a search_path change, before Sync, is refused', async () => {
+      await run('set search_path = probe_elsewhere');
+      const before = await paymentVersion();
+      const exchange = await client.send([
+        serialize.parse({ text: 'set search_path = public' }), serialize.bind({}), serialize.execute({}),
+        serialize.parse({ text: WRITE }), serialize.bind({}), serialize.execute({}),
+        serialize.sync(),
+      ]);
+      expect(exchange.errors).toHaveLength(1);
+      expect(exchange.errors[0]!['D']).toBe('rule: builtin:search-path-pending');
+      expect(exchange.errors[0]!['H']).toContain('Sync');
+      expect(await paymentVersion()).toBe(before);
+      // The refusal failed the pipeline's implicit transaction, and the SET with it: the gateway asked after the Sync.
+      expect((await client.query('show search_path')).rows).toEqual([['probe_elsewhere']]);
+      await run('reset search_path');
+      await expectHeld();
+    });
+
+    it('a prepared statement is judged again at Bind when the search_path changed since its Parse', async () => {
+      await run('set search_path = probe_elsewhere');
+      // Judged on probe_elsewhere: its own payments table, no rule. The server prepares it.
+      const prepared = await client.send([serialize.parse({ name: 'probe_write', text: WRITE }), serialize.sync()]);
+      expect(prepared.errors).toEqual([]);
+      await run('reset search_path');
+      const before = await paymentVersion();
+      // PostgreSQL parses it again on the new search_path: it would now write public.payments.
+      const exchange = await client.send([
+        serialize.bind({ statement: 'probe_write' }), serialize.execute({}), serialize.sync(),
+      ]);
+      expect(exchange.errors).toHaveLength(1);
+      expect(exchange.errors[0]!['D']).toBe('rule: hold-payments-writes');
+      expect(await paymentVersion()).toBe(before);
+      // Back on the search_path it was judged on, it runs (on probe_elsewhere.payments).
+      await run('set search_path = probe_elsewhere');
+      const again = await client.send([serialize.bind({ statement: 'probe_write' }), serialize.execute({}), serialize.sync()]);
+      expect(again.errors).toEqual([]);
+      expect(await paymentVersion()).toBe(before);
+      await run('reset search_path');
+      await expectHeld();
+    });
+
+    it('a Bind of a statement PREPAREd in SQL is refused: dbgate never judged it', async () => {
+      await run('prepare probe_sql as select 1');
+      const exchange = await client.send([serialize.bind({ statement: 'probe_sql' }), serialize.execute({}), serialize.sync()]);
+      expect(exchange.errors).toHaveLength(1);
+      expect(exchange.errors[0]!['D']).toBe('rule: builtin:unknown-prepared-statement');
+      await run('deallocate probe_sql');
+    });
   });
 
   it('a SET in a transaction that failed, then ROLLBACK', async () => {

@@ -17,7 +17,9 @@ import { isLoopbackHost } from '../config/load.js';
 import type { AuditWriter } from '../audit/audit-writer.js';
 import { CredentialRejected, type CredentialAuthority, type Identity } from '../identity/credentials.js';
 import type { Logger } from '../log.js';
-import { refusal, type CompletedStatement, type ConnectionContext, type ProtocolStep, type StatementDecision, type StatementHook } from '../policy/statement-hook.js';
+import {
+  refusal, type CompletedStatement, type ConnectionContext, type ProtocolStep, type SessionPolicyState, type StatementDecision, type StatementHook,
+} from '../policy/statement-hook.js';
 import { isUuid, type StateStore } from '../store/state-store.js';
 import {
   authenticationRequest,
@@ -108,10 +110,21 @@ interface InFlight {
   prepared: PreparedStatement | undefined;
 }
 
-/** A prepared statement or portal: its text and the decision taken when it was parsed. */
+/** The parts of the session a decision depends on, as they were when it was taken. */
+interface JudgedOn {
+  readonly searchPath: readonly string[];
+  readonly catalog: SessionPolicyState['catalog'] | undefined;
+}
+
+/** A prepared statement or portal: its text and the decision taken when it was parsed (or last bound). */
 interface PreparedStatement {
   text: string;
   decision: StatementDecision;
+  /**
+   * The session state `decision` was taken in. PostgreSQL parses a prepared statement again when the search_path
+   * changed since (and after DDL on what it uses), so its Binds are judged again when this is not the session's now.
+   */
+  judgedOn?: JudgedOn;
   /**
    * For masked statements: the RowDescription the server gave when the statement or a portal of it was described.
    * Drivers execute a described statement again without describing it (pgjdbc once it prepared a statement on the
@@ -122,6 +135,24 @@ interface PreparedStatement {
 
 /** Writes up to this size are copied out of the upstream's reused read buffer rather than lent (Node's pool size / 2). */
 const SMALL_WRITE_BYTES = Buffer.poolSize >>> 1;
+
+/**
+ * A statement sent after a search_path change in the same extended-protocol pipeline, before its Sync: the server
+ * resolves its names with the new search_path, which the gateway confirms only after the Sync (or, if the change
+ * failed or was rolled back in between, the old one). It cannot be judged, so it is refused.
+ */
+const SEARCH_PATH_PENDING = {
+  rule: 'builtin:search-path-pending',
+  message: 'dbgate: this statement follows a search_path change in the same pipeline, so dbgate cannot tell which tables it names',
+  hint: 'end the pipeline with Sync after the statement that changes search_path, then send this one (drivers that sync after every statement do this already)',
+};
+
+/** A Bind of a prepared statement that was not parsed through the gateway (PREPARE in SQL, or none at all). */
+const UNKNOWN_PREPARED = {
+  rule: 'builtin:unknown-prepared-statement',
+  message: 'dbgate: this Bind names a prepared statement that was not prepared through the extended protocol, so dbgate never judged it',
+  hint: 'prepare it with Parse (your driver\'s prepared statements), or send the statement itself',
+};
 
 /** A statement naming a relation the catalog does not know has it read again, unless the read is younger than this. */
 const CATALOG_RECHECK_MS = 1_000;
@@ -209,6 +240,11 @@ export class ClientSession {
   private searchPathUnsure = false;
   /** search_path changed since the server last confirmed it outside a transaction: a COMMIT/ROLLBACK may move it. */
   private searchPathChangedSinceIdle = false;
+  /**
+   * An Execute that changes search_path was sent and its pipeline's Sync was not yet: statements sent before that Sync
+   * are refused (SEARCH_PATH_PENDING), and the Sync holds client messages until the server confirms the search_path.
+   */
+  private searchPathChangedInPipeline = false;
   private readonly loginTimer: NodeJS.Timeout;
   private readonly onClientData = (chunk: Buffer): void => this.receive(chunk);
 
@@ -650,19 +686,23 @@ export class ClientSession {
     switch (message.type) {
       case FrontendCode.Query: {
         const text = readCString(message.body, 0).value;
-        const decision = this.decide(context, 'query', text);
+        // A Query ends a pipeline as Sync does; one sent after an unsynced search_path change is judged on neither path.
+        const decision = this.searchPathChangedInPipeline ? searchPathPending() : this.decide(context, 'query', text);
         if (this.catalogMissesRelation(decision)) return false;
         this.track(this.entry('query', 'query', text, now, decision));
         toUpstream.push(isRefusal(decision) ? serialize.query(DENIAL_PLACEHOLDER_SQL) : message.raw);
+        this.endPipeline();
+        // Messages after it are judged on the search_path it leaves, once the server has confirmed it.
+        if (decision.searchPathAfter && !isRefusal(decision)) this.doubtSearchPath();
         return true;
       }
       case FrontendCode.Parse: {
         const name = readCString(message.body, 0);
         const text = readCString(message.body, name.next).value;
-        const decision = this.decide(context, 'parse', text);
+        const decision = this.searchPathChangedInPipeline ? searchPathPending() : this.decide(context, 'parse', text);
         if (this.catalogMissesRelation(decision)) return false;
         if (!isRefusal(decision)) {
-          this.statements.set(name.value, { text, decision });
+          this.statements.set(name.value, { text, decision, judgedOn: snapshot(context.session) });
           toUpstream.push(message.raw);
         } else {
           // Judged at Parse: a refused statement never exists upstream, so no later Bind/Execute can run it.
@@ -675,8 +715,28 @@ export class ClientSession {
       case FrontendCode.Bind: {
         const portal = readCString(message.body, 0);
         const statementName = readCString(message.body, portal.next);
-        const statement = this.statements.get(statementName.value);
-        if (statement?.decision.action === 'mask' && requestsBinaryResults(message.body, statementName.next)) {
+        let statement = this.statements.get(statementName.value);
+        if (statement === undefined) {
+          // Not parsed through this gateway: none that exists on the server (PREPARE in SQL makes one) was judged.
+          statement = {
+            text: `<Bind of prepared statement "${statementName.value}", not parsed through dbgate>`,
+            decision: refusal(UNKNOWN_PREPARED.rule, UNKNOWN_PREPARED.message, UNKNOWN_PREPARED.hint),
+          };
+        } else if (this.searchPathChangedInPipeline || !judgedOnNow(statement, context.session)) {
+          // The server parses it again on this search_path and catalog (or on one not yet confirmed): judged again.
+          const decision = this.searchPathChangedInPipeline ? searchPathPending() : this.decide(context, 'parse', statement.text);
+          if (this.catalogMissesRelation(decision)) return false;
+          // Kept even when refused: the statement exists on the server, and every later Bind must be judged too.
+          statement = { text: statement.text, decision, judgedOn: snapshot(context.session) };
+          this.statements.set(statementName.value, statement);
+        }
+        if (isRefusal(statement.decision)) {
+          this.portals.delete(portal.value);
+          this.track(this.entry('refused-step', 'bind', statement.text, now, statement.decision));
+          toUpstream.push(serialize.parse({ name: '', text: DENIAL_PLACEHOLDER_SQL }));
+          return true;
+        }
+        if (statement.decision.action === 'mask' && requestsBinaryResults(message.body, statementName.next)) {
           // Masking works on the text representation; binary results of masked statements are refused.
           const refused = refusal(statement.decision.rule,
             'dbgate: binary result format is not available for results that are masked for you',
@@ -686,7 +746,7 @@ export class ClientSession {
           toUpstream.push(serialize.parse({ name: '', text: DENIAL_PLACEHOLDER_SQL }));
           return true;
         }
-        this.portals.set(portal.value, statement ?? { text: '', decision: UNKNOWN_STATEMENT });
+        this.portals.set(portal.value, statement);
         toUpstream.push(message.raw);
         return true;
       }
@@ -696,6 +756,7 @@ export class ClientSession {
         const statement = prepared ?? { text: '', decision: UNKNOWN_STATEMENT };
         this.track(this.entry('execute', 'execute', statement.text, now, statement.decision, prepared));
         toUpstream.push(message.raw);
+        if (statement.decision.searchPathAfter && !isRefusal(statement.decision)) this.searchPathChangedInPipeline = true;
         return true;
       }
       case FrontendCode.Describe: {
@@ -712,6 +773,7 @@ export class ClientSession {
       case FrontendCode.Sync:
         this.track(this.entry('sync', 'execute', '', now, UNKNOWN_STATEMENT));
         toUpstream.push(message.raw);
+        this.endPipeline();
         return true;
       case FrontendCode.Close: {
         const kind = message.body[0];
@@ -722,7 +784,8 @@ export class ClientSession {
         return true;
       }
       case FrontendCode.FunctionCall: {
-        const decision = this.decide(context, 'function-call', '<fastpath function call>');
+        const decision = this.searchPathChangedInPipeline ? searchPathPending()
+          : this.decide(context, 'function-call', '<fastpath function call>');
         if (isRefusal(decision)) {
           // A fastpath call has no SQL to replace: a failing simple Query stands in for it, answered in order.
           this.track(this.entry('query', 'function-call', '<fastpath function call>', now, decision));
@@ -746,6 +809,16 @@ export class ClientSession {
       default:
         throw new ProtocolViolation(`unexpected message type 0x${message.type.toString(16)}`);
     }
+  }
+
+  /**
+   * A Sync (or a Query, which ends a pipeline too) was sent: if the pipeline changed search_path, client messages wait
+   * until the server has answered it and confirmed the search_path (`confirmSearchPath` at its ReadyForQuery).
+   */
+  private endPipeline(): void {
+    if (!this.searchPathChangedInPipeline) return;
+    this.searchPathChangedInPipeline = false;
+    this.doubtSearchPath();
   }
 
   private decide(context: ConnectionContext, step: ProtocolStep, text: string): StatementDecision {
@@ -1177,6 +1250,19 @@ export class ClientSession {
   private closedOnce = false;
   /** When the session became ready (undefined: it never did). */
   private openedAt: number | undefined;
+}
+
+/** The parts of the session a decision depends on, as they are now (both are replaced, never changed in place). */
+function snapshot(session: SessionPolicyState): JudgedOn {
+  return { searchPath: session.searchPath, catalog: session.catalog };
+}
+
+function judgedOnNow(statement: PreparedStatement, session: SessionPolicyState): boolean {
+  return statement.judgedOn?.searchPath === session.searchPath && statement.judgedOn.catalog === session.catalog;
+}
+
+function searchPathPending(): StatementDecision {
+  return refusal(SEARCH_PATH_PENDING.rule, SEARCH_PATH_PENDING.message, SEARCH_PATH_PENDING.hint);
 }
 
 /** The session's search_path at login: the startup parameter's, or PostgreSQL's default. */
