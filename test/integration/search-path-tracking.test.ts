@@ -160,7 +160,7 @@ describe('search_path tracking', () => {
         serialize.sync(),
       ]);
       expect(exchange.errors).toHaveLength(1);
-      expect(exchange.errors[0]!['D']).toBe('rule: builtin:search-path-pending');
+      expect(exchange.errors[0]!['D']).toBe('rule: builtin:session-change-pending');
       expect(exchange.errors[0]!['H']).toContain('Sync');
       expect(await paymentVersion()).toBe(before);
       // The refusal failed the pipeline's implicit transaction, and the SET with it: the gateway asked after the Sync.

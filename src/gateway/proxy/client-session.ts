@@ -137,14 +137,14 @@ interface PreparedStatement {
 const SMALL_WRITE_BYTES = Buffer.poolSize >>> 1;
 
 /**
- * A statement sent after a search_path change in the same extended-protocol pipeline, before its Sync: the server
- * resolves its names with the new search_path, which the gateway confirms only after the Sync (or, if the change
- * failed or was rolled back in between, the old one). It cannot be judged, so it is refused.
+ * A statement sent after a search_path change or DDL in the same extended-protocol pipeline, before its Sync: the
+ * server resolves its names with the new search_path and catalog, which the gateway learns only after the Sync (or
+ * the old ones, if the change failed or was rolled back in between). It cannot be judged, so it is refused.
  */
-const SEARCH_PATH_PENDING = {
-  rule: 'builtin:search-path-pending',
-  message: 'dbgate: this statement follows a search_path change in the same pipeline, so dbgate cannot tell which tables it names',
-  hint: 'end the pipeline with Sync after the statement that changes search_path, then send this one (drivers that sync after every statement do this already)',
+const SESSION_CHANGE_PENDING = {
+  rule: 'builtin:session-change-pending',
+  message: 'dbgate: this statement follows a search_path or schema change in the same pipeline, so dbgate cannot tell which tables it names',
+  hint: 'end the pipeline with Sync after the statement that changes search_path or the schema, then send this one (drivers that sync after every statement do this already)',
 };
 
 /** A Bind of a prepared statement that was not parsed through the gateway (PREPARE in SQL, or none at all). */
@@ -241,10 +241,12 @@ export class ClientSession {
   /** search_path changed since the server last confirmed it outside a transaction: a COMMIT/ROLLBACK may move it. */
   private searchPathChangedSinceIdle = false;
   /**
-   * An Execute that changes search_path was sent and its pipeline's Sync was not yet: statements sent before that Sync
-   * are refused (SEARCH_PATH_PENDING), and the Sync holds client messages until the server confirms the search_path.
+   * An Execute that changes search_path or the schema was sent and its pipeline's Sync was not yet: statements sent
+   * before that Sync are refused (SESSION_CHANGE_PENDING), and the Sync holds client messages until it is answered.
    */
-  private searchPathChangedInPipeline = false;
+  private sessionChangeInPipeline = false;
+  /** Client messages wait until everything sent is answered (`holdUntilAnswered`). */
+  private heldForAnswers = false;
   private readonly loginTimer: NodeJS.Timeout;
   private readonly onClientData = (chunk: Buffer): void => this.receive(chunk);
 
@@ -686,20 +688,20 @@ export class ClientSession {
     switch (message.type) {
       case FrontendCode.Query: {
         const text = readCString(message.body, 0).value;
-        // A Query ends a pipeline as Sync does; one sent after an unsynced search_path change is judged on neither path.
-        const decision = this.searchPathChangedInPipeline ? searchPathPending() : this.decide(context, 'query', text);
+        // A Query ends a pipeline as Sync does; one sent after an unsynced change is judged on neither state.
+        const decision = this.sessionChangeInPipeline ? sessionChangePending() : this.decide(context, 'query', text);
         if (this.catalogMissesRelation(decision)) return false;
         this.track(this.entry('query', 'query', text, now, decision));
         toUpstream.push(isRefusal(decision) ? serialize.query(DENIAL_PLACEHOLDER_SQL) : message.raw);
         this.endPipeline();
-        // Messages after it are judged on the search_path it leaves, once the server has confirmed it.
-        if (decision.searchPathAfter && !isRefusal(decision)) this.doubtSearchPath();
+        // Messages after it are judged on the search_path and catalog it leaves, once the server has answered.
+        if (changesSession(decision)) this.holdUntilAnswered();
         return true;
       }
       case FrontendCode.Parse: {
         const name = readCString(message.body, 0);
         const text = readCString(message.body, name.next).value;
-        const decision = this.searchPathChangedInPipeline ? searchPathPending() : this.decide(context, 'parse', text);
+        const decision = this.sessionChangeInPipeline ? sessionChangePending() : this.decide(context, 'parse', text);
         if (this.catalogMissesRelation(decision)) return false;
         if (!isRefusal(decision)) {
           this.statements.set(name.value, { text, decision, judgedOn: snapshot(context.session) });
@@ -722,9 +724,9 @@ export class ClientSession {
             text: `<Bind of prepared statement "${statementName.value}", not parsed through dbgate>`,
             decision: refusal(UNKNOWN_PREPARED.rule, UNKNOWN_PREPARED.message, UNKNOWN_PREPARED.hint),
           };
-        } else if (this.searchPathChangedInPipeline || !judgedOnNow(statement, context.session)) {
+        } else if (this.sessionChangeInPipeline || !judgedOnNow(statement, context.session)) {
           // The server parses it again on this search_path and catalog (or on one not yet confirmed): judged again.
-          const decision = this.searchPathChangedInPipeline ? searchPathPending() : this.decide(context, 'parse', statement.text);
+          const decision = this.sessionChangeInPipeline ? sessionChangePending() : this.decide(context, 'parse', statement.text);
           if (this.catalogMissesRelation(decision)) return false;
           // Kept even when refused: the statement exists on the server, and every later Bind must be judged too.
           statement = { text: statement.text, decision, judgedOn: snapshot(context.session) };
@@ -756,7 +758,7 @@ export class ClientSession {
         const statement = prepared ?? { text: '', decision: UNKNOWN_STATEMENT };
         this.track(this.entry('execute', 'execute', statement.text, now, statement.decision, prepared));
         toUpstream.push(message.raw);
-        if (statement.decision.searchPathAfter && !isRefusal(statement.decision)) this.searchPathChangedInPipeline = true;
+        if (changesSession(statement.decision)) this.sessionChangeInPipeline = true;
         return true;
       }
       case FrontendCode.Describe: {
@@ -784,7 +786,7 @@ export class ClientSession {
         return true;
       }
       case FrontendCode.FunctionCall: {
-        const decision = this.searchPathChangedInPipeline ? searchPathPending()
+        const decision = this.sessionChangeInPipeline ? sessionChangePending()
           : this.decide(context, 'function-call', '<fastpath function call>');
         if (isRefusal(decision)) {
           // A fastpath call has no SQL to replace: a failing simple Query stands in for it, answered in order.
@@ -812,13 +814,30 @@ export class ClientSession {
   }
 
   /**
-   * A Sync (or a Query, which ends a pipeline too) was sent: if the pipeline changed search_path, client messages wait
-   * until the server has answered it and confirmed the search_path (`confirmSearchPath` at its ReadyForQuery).
+   * A Sync (or a Query, which ends a pipeline too) was sent: if the pipeline changed search_path or the schema, client
+   * messages wait until the server has answered it.
    */
   private endPipeline(): void {
-    if (!this.searchPathChangedInPipeline) return;
-    this.searchPathChangedInPipeline = false;
-    this.doubtSearchPath();
+    if (!this.sessionChangeInPipeline) return;
+    this.sessionChangeInPipeline = false;
+    this.holdUntilAnswered();
+  }
+
+  /**
+   * Holds client messages until the server has answered everything sent (its ReadyForQuery with nothing in flight),
+   * and, when the answers left the search_path in doubt, confirmed it: a statement that changed the search_path or
+   * the schema has run (or failed) by then, and what it changed is known (`applySessionEffects`).
+   */
+  private holdUntilAnswered(): void {
+    this.heldForAnswers = true;
+    this.busy = true;
+  }
+
+  /** Ends the holds of `holdUntilAnswered` and `doubtSearchPath`, and handles what the client sent meanwhile. */
+  private releaseHold(): void {
+    this.heldForAnswers = false;
+    this.busy = false;
+    setImmediate(() => this.pump());
   }
 
   private decide(context: ConnectionContext, step: ProtocolStep, text: string): StatementDecision {
@@ -930,7 +949,10 @@ export class ClientSession {
     if (head?.kind === 'search-path') return this.searchPathAnswer(head, type, body);
     if (head?.kind === 'describe') return this.describeAnswer(head, type, body);
     const action = this.inspectClientAnswer(head, type, body);
-    if (type === BackendCode.ReadyForQuery && this.searchPathUnsure && this.inFlight.length === 0) this.confirmSearchPath();
+    if (type === BackendCode.ReadyForQuery && this.inFlight.length === 0) {
+      if (this.searchPathUnsure) this.confirmSearchPath();
+      else if (this.heldForAnswers) this.releaseHold();
+    }
     return action;
   }
 
@@ -1129,8 +1151,7 @@ export class ClientSession {
    */
   private confirmSearchPath(): void {
     if (this.transactionStatus === TransactionStatus.Failed) {
-      this.busy = false;
-      setImmediate(() => this.pump());
+      this.releaseHold();
       return;
     }
     const entry = this.entry('search-path', 'query', 'show search_path', Date.now(), UNKNOWN_STATEMENT);
@@ -1166,8 +1187,7 @@ export class ClientSession {
           this.fatal(SqlState.internalError, 'dbgate: the gateway could not confirm the session\'s search_path', undefined);
           return { replaceWith: [] };
         }
-        this.busy = false;
-        setImmediate(() => this.pump());
+        this.releaseHold();
         break;
       }
       default:
@@ -1261,8 +1281,13 @@ function judgedOnNow(statement: PreparedStatement, session: SessionPolicyState):
   return statement.judgedOn?.searchPath === session.searchPath && statement.judgedOn.catalog === session.catalog;
 }
 
-function searchPathPending(): StatementDecision {
-  return refusal(SEARCH_PATH_PENDING.rule, SEARCH_PATH_PENDING.message, SEARCH_PATH_PENDING.hint);
+function sessionChangePending(): StatementDecision {
+  return refusal(SESSION_CHANGE_PENDING.rule, SESSION_CHANGE_PENDING.message, SESSION_CHANGE_PENDING.hint);
+}
+
+/** Whether running the statement changes what later decisions depend on: the search_path or the schema. */
+function changesSession(decision: StatementDecision): boolean {
+  return !isRefusal(decision) && (decision.searchPathAfter !== undefined || decision.changesSchema);
 }
 
 /** The session's search_path at login: the startup parameter's, or PostgreSQL's default. */
