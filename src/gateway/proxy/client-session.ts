@@ -27,7 +27,9 @@ import {
   errorResponse,
   parseErrorFields,
   readyForQuery,
+  serverFieldsMessage,
   type ErrorFields,
+  type ServerErrorFields,
 } from '../wire/backend-messages.js';
 import { BackendRelay, type RelayAction } from '../wire/backend-relay.js';
 import {
@@ -53,6 +55,7 @@ import { cancelUpstream, connectUpstream, FORWARDED_STARTUP_PARAMETERS, Upstream
 import { NO_MASKED_COLUMNS, type MaskedColumnCatalog, type MaskedColumnKeys } from '../masking/catalog.js';
 import type { Masker, MaskStyle } from '../masking/mask.js';
 import { MaskingFailure, ResultMasker } from '../masking/result-masker.js';
+import { withheldServerMessage } from '../masking/server-messages.js';
 import { parseRowDescription } from '../masking/row-messages.js';
 import { cursorOverMaskedViewColumns, derivedThroughViews } from '../masking/view-lineage.js';
 import { sessionEffectOf } from '../policy/classify.js';
@@ -981,16 +984,19 @@ export class ClientSession {
       case BackendCode.ErrorResponse: {
         this.endResult(head);
         if (!head) return 'forward';
-        const sqlState = parseErrorFields(body)['C'];
-        head.sqlState = sqlState;
+        const fields = parseErrorFields(body);
+        head.sqlState = fields['C'];
         const refusal = isRefusal(head.decision) ? head.decision.error : undefined;
         if (head.kind === 'execute' || head.kind === 'refused-step') {
           this.finish(head, refusal ? 'denied' : 'error', 0);
           // The server now skips everything up to Sync; those statements never run.
           while (this.inFlight[0] && this.inFlight[0].kind !== 'sync') this.finish(this.inFlight[0], 'skipped', 0);
         }
-        return refusal ? { replaceWith: [errorResponse(refusal)] } : 'forward';
+        if (refusal) return { replaceWith: [errorResponse(refusal)] };
+        return this.maskedServerMessage(head, BackendCode.ErrorResponse, fields);
       }
+      case BackendCode.NoticeResponse:
+        return head ? this.maskedServerMessage(head, BackendCode.NoticeResponse, parseErrorFields(body)) : 'forward';
       case BackendCode.ReadyForQuery: {
         this.transactionStatus = body[0] ?? TransactionStatus.Idle;
         if (!head) return 'forward';
@@ -1004,6 +1010,17 @@ export class ClientSession {
       default:
         return 'forward';
     }
+  }
+
+  /**
+   * An error or notice answering a masked statement, with what could show masked values withheld
+   * (masking/server-messages.ts); others are forwarded as they are.
+   */
+  private maskedServerMessage(head: InFlight, code: BackendCode.ErrorResponse | BackendCode.NoticeResponse,
+    fields: ServerErrorFields): RelayAction {
+    if (head.decision.action !== 'mask') return 'forward';
+    const withheld = withheldServerMessage(fields, head.text);
+    return withheld ? { replaceWith: [serverFieldsMessage(code, withheld)] } : 'forward';
   }
 
   /** The server's answer to a Describe of a masked statement or portal: its RowDescription is kept for its Executes. */

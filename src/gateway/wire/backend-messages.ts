@@ -73,6 +73,15 @@ export function noticeResponse(fields: ErrorFields): Buffer {
 /** The parsed fields of a server's ErrorResponse / NoticeResponse, keyed by field type letter. */
 export type ServerErrorFields = Partial<Record<string, string>>;
 
+/** An ErrorResponse or NoticeResponse with the given fields, in their order (a server's, after changes). */
+export function serverFieldsMessage(code: BackendCode.ErrorResponse | BackendCode.NoticeResponse, fields: ServerErrorFields): Buffer {
+  const parts: string[] = [];
+  for (const [type, value] of Object.entries(fields)) {
+    if (value !== undefined) parts.push(`${type}${value.replaceAll('\0', '')}`);
+  }
+  return message(code, Buffer.from(`${parts.join('\0')}\0\0`, 'utf8'));
+}
+
 /** Reads the body (after the 5-byte header) of an ErrorResponse or NoticeResponse. */
 export function parseErrorFields(body: Buffer): ServerErrorFields {
   const fields: ServerErrorFields = {};
