@@ -129,6 +129,8 @@ const ALICE_CASES: Case[] = [
   { name: 'SET ROLE', sql: 'set role postgres', expect: 'denied' },
   { name: 'SET SESSION AUTHORIZATION', sql: 'set session authorization postgres', expect: 'denied' },
   { name: "set_config('role')", sql: "select set_config('role', 'postgres', false)", expect: 'denied' },
+  { name: 'a masked value stored in a setting (SHOW would read it back)', sql: "select set_config('x.y', email, false) from customers where id = 1",
+    expect: 'denied', because: 'setting would show masked values' },
   { name: 'standard_conforming_strings off', sql: 'set standard_conforming_strings = off', expect: 'denied' },
   { name: 'a non-UTF8 client_encoding', sql: "set client_encoding = 'SJIS'", expect: 'denied' },
   { name: 'a syntax error', sql: 'selec * from customers', expect: 'denied' },

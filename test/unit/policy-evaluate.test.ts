@@ -120,6 +120,12 @@ describe('the demo policy', () => {
     ['bob', 'SET search_path = archive, public', 'allow', 'access:write'],
     ['bob', 'RESET ALL', 'allow', 'access:write'],
     ['bob', 'SELECT set_config(\'application_name\', \'psql\', false)', 'allow', 'access:write'],
+    // A setting read back with SHOW would carry a masked value past masking.
+    ['alice', 'SELECT set_config(\'x.y\', email, false) FROM customers', 'deny', 'builtin:masked-setting'],
+    ['alice', 'SELECT set_config(\'x.y\', (SELECT ssn FROM customers LIMIT 1), false)', 'deny', 'builtin:masked-setting'],
+    ['alice', 'SELECT set_config(\'x.y\', $1, false)', 'mask', 'mask-pii'],
+    ['alice', 'SELECT set_config(\'x.y\', \'literal\', false)', 'mask', 'mask-pii'],
+    ['bob', 'SELECT set_config(\'x.y\', email, false) FROM customers', 'allow', 'access:write'],
     // Messages are judged as a whole.
     ['alice', 'SELECT 1; DROP TABLE customers', 'hold', 'hold-schema-changes'],
     ['alice', 'SELECT 1; DELETE FROM orders; DROP TABLE customers', 'deny', 'deny-unbounded-writes'],
