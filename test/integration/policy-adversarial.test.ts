@@ -96,8 +96,11 @@ const ALICE_CASES: Case[] = [
   { name: 'update without where', sql: "update customers set name = 'x'", expect: 'denied', because: 'without a WHERE clause' },
   { name: 'a delete hidden in a CTE', sql: 'with d as (delete from orders where id = 1 returning *) select * from d', expect: 'held' },
   { name: 'EXPLAIN ANALYZE of a delete', sql: 'explain analyze delete from orders where id = 1', expect: 'held' },
-  { name: 'CREATE TABLE AS', sql: 'create table stolen as select * from customers', expect: 'held' },
-  { name: 'SELECT INTO', sql: 'select * into stolen2 from customers', expect: 'held' },
+  // Even approved, these would copy the masked columns into a table where they read in clear.
+  { name: 'CREATE TABLE AS', sql: 'create table stolen as select * from customers', expect: 'denied', because: 'could be read in clear' },
+  { name: 'SELECT INTO', sql: 'select * into stolen2 from customers', expect: 'denied', because: 'could be read in clear' },
+  { name: 'INSERT … SELECT of a masked column', sql: 'insert into orders (customer_id, status, total_cents, created_at) select id, email, 0, now() from customers',
+    expect: 'denied', because: 'could be read in clear' },
   { name: 'COPY TO stdout of a masked table', sql: 'copy customers to stdout', expect: 'denied', because: 'COPY' },
   { name: 'COPY of a query', sql: 'copy (select email from customers) to stdout', expect: 'denied' },
   { name: 'COPY FROM', sql: 'copy orders from stdin', expect: 'held' },

@@ -78,7 +78,8 @@ describe('the demo policy', () => {
     ['report-bot', 'WITH d AS (DELETE FROM orders WHERE id = 1 RETURNING *) SELECT * FROM d', 'deny', 'access:read'],
     ['bob', 'WITH d AS (DELETE FROM orders RETURNING *) SELECT count(*) FROM d', 'deny', 'deny-unbounded-writes'],
     ['bob', 'CREATE TABLE orders_copy AS SELECT * FROM orders', 'hold', 'hold-schema-changes'],
-    ['report-bot', 'SELECT * INTO loot FROM customers', 'hold', 'hold-schema-changes'],
+    // Even approved, it would copy the masked columns into a table where they read in clear.
+    ['report-bot', 'SELECT * INTO loot FROM customers', 'deny', 'builtin:inference'],
     // COPY.
     ['bob', 'COPY orders FROM STDIN', 'allow', 'access:write'],
     ['report-bot', 'COPY orders FROM STDIN', 'deny', 'access:read'],
@@ -492,6 +493,35 @@ describe('result columns computed from masked columns (derivedOutputs)', () => {
     const decided = decide('alice', 'SELECT length(email), reverse(ssn) FROM customers', { policy });
     expect(decided.derivedOutputs).toEqual({ columns: [{ masked: true, star: false, computed: true }, { masked: true, star: false, computed: true }], style: 'redact' });
     expect(decide('alice', 'SELECT md5(email) FROM customers', { policy }).derivedOutputs?.style).toBe('hash');
+  });
+
+  it('refuses writes that copy masked values anywhere they could be read in clear', () => {
+    const policy = parsePolicy({
+      inference_protection: true,
+      grants: [{ groups: ['support'], targets: ['*'], access: 'admin' }],
+      rules: [{ id: 'mask-email', match: { groups: ['support'] }, action: 'mask', columns: ['customers.email'], style: 'partial' }],
+    });
+    const support = { subject: 'sam', groups: ['support'], kind: 'human' as const };
+    for (const sql of [
+      'INSERT INTO orders (customer_id, status) SELECT id, email FROM customers',
+      'INSERT INTO notes SELECT * FROM customers',
+      'INSERT INTO notes VALUES ((SELECT email FROM customers LIMIT 1))',
+      'UPDATE customers SET name = email WHERE id = 1',
+      'UPDATE orders SET status = (SELECT email FROM customers c WHERE c.id = orders.customer_id) WHERE id = 1',
+      'INSERT INTO orders (id, status) VALUES (1, \'x\') ON CONFLICT (id) DO UPDATE SET status = (SELECT email FROM customers LIMIT 1)',
+      'MERGE INTO orders o USING customers c ON o.customer_id = c.id WHEN MATCHED THEN UPDATE SET status = c.email',
+      'CREATE TABLE loot AS SELECT email FROM customers',
+      'SELECT email INTO loot FROM customers',
+    ]) {
+      const decided = decide(support, sql, { policy });
+      expect({ action: decided.action, ruleId: decided.ruleId }, sql).toEqual({ action: 'deny', ruleId: 'builtin:inference' });
+      expect(decided.hint, sql).toContain('allow_inference: [write]');
+    }
+    for (const sql of [
+      'INSERT INTO orders (customer_id, status) SELECT id, \'x\' FROM customers WHERE id = 1',
+      'UPDATE customers SET email = \'new@example.com\' WHERE id = 1',
+      'UPDATE customers SET name = \'x\' WHERE id = 1',
+    ]) expect(decide(support, sql, { policy }).action, sql).toBe('mask');
   });
 
   it('blurs positions when several statements of one message compute masked values', () => {

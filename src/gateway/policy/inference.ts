@@ -15,6 +15,9 @@
  * - `window`: PARTITION BY and ORDER BY of window definitions, inline (`OVER (…)`) or named (`WINDOW w AS (…)`).
  * - `set_operation`: the output columns of UNION (without ALL — it deduplicates), INTERSECT and EXCEPT (they compare
  *   rows).
+ * - `write`: the values a statement writes — INSERT's rows (VALUES or query), UPDATE's and ON CONFLICT's SET, MERGE's
+ *   UPDATE SET and INSERT VALUES, the query of SELECT … INTO and CREATE TABLE … AS. A masked value written elsewhere
+ *   could be read there in clear.
  *
  * References are resolved through the FROM lists in scope, without the catalog:
  * - `c.email` through the alias (or table name) it names, in the nearest query level that has it.
@@ -32,7 +35,7 @@
 import { noteLiteralRead } from './literal-reads.js';
 
 export const INFERENCE_CLAUSES = [
-  'where', 'join', 'order_by', 'group_by', 'distinct', 'having', 'window', 'set_operation',
+  'where', 'join', 'order_by', 'group_by', 'distinct', 'having', 'window', 'set_operation', 'write',
 ] as const;
 export type InferenceClause = (typeof INFERENCE_CLAUSES)[number];
 
@@ -166,8 +169,11 @@ export class InferenceCollector {
     const cursor = (node?.['DeclareCursorStmt'] as Fields | undefined)?.['query'] as Fields | undefined;
     const cursorSelect = cursor?.['SelectStmt'] as Fields | undefined;
     const dml = ['InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt'].find((key) => node?.[key] !== undefined);
+    const createAs = node?.['CreateTableAsStmt'] as Fields | undefined;
     let outputs: Output[] | undefined;
-    if (select !== undefined) outputs = this.select(select, undefined, null);
+    // SELECT … INTO and CREATE TABLE … AS write what they select into a new table.
+    if (select !== undefined) outputs = this.select(select, undefined, select['intoClause'] !== undefined ? 'write' : null);
+    else if (createAs !== undefined) this.expr(createAs['query'], undefined, 'write', null);
     else if (cursorSelect !== undefined) outputs = this.select(cursorSelect, undefined, null);
     else if (dml !== undefined) outputs = this.dml(dml, node![dml] as Fields, undefined);
     else this.expr(statement, undefined, null, null);
@@ -497,12 +503,12 @@ export class InferenceCollector {
     const relation = node['relation'] as Fields | undefined;
     if (kind === 'InsertStmt') {
       // The inserted rows' query does not see the target table.
-      this.expr(node['selectStmt'], level, null, null);
+      this.expr(node['selectStmt'], level, 'write', null);
       if (relation) this.fromItem({ RangeVar: relation }, level);
       const conflict = node['onConflictClause'] as Fields | undefined;
       if (conflict !== undefined) {
         this.expr(conflict['whereClause'], level, 'where', null);
-        this.expr(conflict['targetList'], level, null, null);
+        this.expr(conflict['targetList'], level, 'write', null);
         this.expr(conflict['infer'], level, null, null);
       }
     } else {
@@ -512,13 +518,13 @@ export class InferenceCollector {
       if (node['sourceRelation'] !== undefined) this.fromItem(node['sourceRelation'], level);
       this.expr(node['whereClause'], level, 'where', null);
       this.expr(node['joinCondition'], level, 'join', null);
-      this.expr(node['targetList'], level, null, null);
+      this.expr(node['targetList'], level, 'write', null);
       for (const item of asArray(node['mergeWhenClauses'])) {
         const when = (item as Fields)['MergeWhenClause'] as Fields | undefined;
         if (when === undefined) continue;
         this.expr(when['condition'], level, 'where', null);
-        this.expr(when['targetList'], level, null, null);
-        this.expr(when['values'], level, null, null);
+        this.expr(when['targetList'], level, 'write', null);
+        this.expr(when['values'], level, 'write', null);
       }
     }
     const outputs: Output[] = [];

@@ -881,6 +881,7 @@ const INFERENCE_WORDING: Readonly<Record<InferenceClause, (column: string) => st
   having: (column) => `filtering groups on ${column} (HAVING)`,
   window: (column) => `partitioning or ordering a window by ${column}`,
   set_operation: (column) => `comparing ${column} across UNION/INTERSECT/EXCEPT`,
+  write: (column) => `writing values of ${column} (they could be read in clear where they are written)`,
 };
 
 // ---------------------------------------------------------------------------------------------------------------------
