@@ -127,6 +127,11 @@ describe('the demo policy', () => {
     ['alice', 'SELECT set_config(\'x.y\', $1, false)', 'mask', 'mask-pii'],
     ['alice', 'SELECT set_config(\'x.y\', \'literal\', false)', 'mask', 'mask-pii'],
     ['bob', 'SELECT set_config(\'x.y\', email, false) FROM customers', 'allow', 'access:write'],
+    // The planner's statistics sample every column's values.
+    ['alice', 'SELECT histogram_bounds FROM pg_stats WHERE attname = \'ssn\'', 'deny', 'builtin:masked-statistics'],
+    ['alice', 'SELECT most_common_vals FROM pg_catalog.pg_stats', 'deny', 'builtin:masked-statistics'],
+    ['alice', 'SELECT * FROM pg_stats_ext_exprs', 'deny', 'builtin:masked-statistics'],
+    ['bob', 'SELECT histogram_bounds FROM pg_stats WHERE attname = \'ssn\'', 'allow', 'access:write'],
     // Messages are judged as a whole.
     ['alice', 'SELECT 1; DROP TABLE customers', 'hold', 'hold-schema-changes'],
     ['alice', 'SELECT 1; DELETE FROM orders; DROP TABLE customers', 'deny', 'deny-unbounded-writes'],

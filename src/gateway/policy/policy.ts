@@ -455,6 +455,18 @@ class EvaluationContext {
 
   private *builtinVerdicts(statement: StatementInCatalog, matched: readonly PolicyRule[], searchPath: readonly string[]):
     Generator<Verdict> {
+    const statistics = matched.some((rule) => rule.action === 'mask')
+      ? statement.tables.find((table) => (table.schema === null || table.schema === BUILTIN_SCHEMA) && COLUMN_STATISTICS.has(table.name))
+      : undefined;
+    if (statistics !== undefined) {
+      yield {
+        action: 'deny',
+        ruleId: 'builtin:masked-statistics',
+        message: `dbgate: ${statistics.name} is not readable while results are masked for you: its most common values and histograms are samples of every column, masked ones included`,
+        hint: 'ask the gateway operator for the statistics you need, or for unmasked access',
+        priority: 0,
+      };
+    }
     for (const effect of statement.sessionEffects) {
       if (effect.readsRows && matched.some((rule) => rule.action === 'mask')) {
         // `SELECT set_config('x.y', email, false) FROM customers`, then `SHOW x.y`: the setting would carry the value
@@ -941,6 +953,12 @@ export function sessionEscape(effect: SessionEffect): { what: string; why: strin
       return undefined;
   }
 }
+
+/**
+ * System views that show values of table columns: the planner's statistics (most common values, histogram bounds).
+ * pg_statistic and pg_statistic_ext_data themselves are readable by superusers only.
+ */
+const COLUMN_STATISTICS: ReadonlySet<string> = new Set(['pg_stats', 'pg_stats_ext', 'pg_stats_ext_exprs', 'pg_statistic', 'pg_statistic_ext_data']);
 
 /** Whether unqualified functions and operators resolve in pg_catalog first: it is first, or not listed (implicitly first). */
 function catalogSearchedFirst(searchPath: readonly string[]): boolean {
