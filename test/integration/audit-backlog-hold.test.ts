@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningGateway } from '../../src/gateway/gateway.js';
 import { silentLogger } from '../../src/gateway/log.js';
 import { gatewayConfigDir, issueTestCredential, type GatewayConfigDir } from '../support/in-process-gateway.js';
-import { directClient, eventually, scratchStateStore, sharedStack } from '../support/stack.js';
+import { directClient, eventually, scratchStateStore } from '../support/stack.js';
 
 const TARGET = 'held-target';
 const GROUP = 'hold-testers';
@@ -32,17 +32,13 @@ describe('a full audit backlog holds statements; a failing store refuses them', 
     scratch = await scratchStateStore('audit_hold');
     storeAdmin = await directClient(scratch.database);
     dir = await gatewayConfigDir('audit-hold');
-    const cluster = new URL(sharedStack().cluster.adminUrl);
     const stateStore = new URL(String((dir.base['state_store'] as { url: string }).url));
     stateStore.pathname = `/${scratch.database}`;
     gateway = await dir.start({
       ...dir.base,
       state_store: { ...(dir.base['state_store'] as object), url: stateStore.toString() },
       targets: {
-        [TARGET]: {
-          host: cluster.hostname, port: Number(cluster.port), database: 'postgres', user: decodeURIComponent(cluster.username),
-          password_file: await dir.secret('target-password', decodeURIComponent(cluster.password)), tls: 'disable',
-        },
+        [TARGET]: await dir.clusterTarget('postgres'),
       },
       policy: { grants: [{ groups: [GROUP], targets: [TARGET], access: 'admin' }] },
     }, silentLogger);

@@ -14,7 +14,7 @@ import type { RunningGateway } from '../../src/gateway/gateway.js';
 import { silentLogger } from '../../src/gateway/log.js';
 import { cancelRequest } from '../../src/gateway/wire/frontend-messages.js';
 import { gatewayConfigDir, issueTestCredential, type GatewayConfigDir } from '../support/in-process-gateway.js';
-import { directClient, eventually, scratchStateStore, sharedStack } from '../support/stack.js';
+import { directClient, eventually, scratchStateStore } from '../support/stack.js';
 
 const TARGET = `shared-cancel-${randomBytes(4).toString('hex')}`;
 const GROUP = 'cancel-testers';
@@ -39,14 +39,10 @@ describe('CancelRequest through another gateway sharing the store', () => {
   async function startGateway(name: string): Promise<RunningGateway> {
     const dir = await gatewayConfigDir(name);
     dirs.push(dir);
-    const cluster = new URL(sharedStack().cluster.adminUrl);
     return dir.start({
       ...dir.base,
       targets: {
-        [TARGET]: {
-          host: cluster.hostname, port: Number(cluster.port), database: 'postgres', user: decodeURIComponent(cluster.username),
-          password_file: await dir.secret('target-password', decodeURIComponent(cluster.password)), tls: 'disable',
-        },
+        [TARGET]: await dir.clusterTarget('postgres'),
       },
       policy: { grants: [{ groups: [GROUP], targets: [TARGET], access: 'admin' }] },
     }, silentLogger);

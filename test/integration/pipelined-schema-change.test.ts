@@ -15,7 +15,7 @@ import type { RunningGateway } from '../../src/gateway/gateway.js';
 import { silentLogger } from '../../src/gateway/log.js';
 import { gatewayConfigDir, issueTestCredential, type GatewayConfigDir } from '../support/in-process-gateway.js';
 import { RawClient } from '../support/raw-client.js';
-import { directClient, sharedStack } from '../support/stack.js';
+import { directClient } from '../support/stack.js';
 
 const TARGET = 'schema-change-target';
 const GROUP = 'schema-changers';
@@ -48,14 +48,10 @@ describe('statements behind DDL are judged on the catalog the DDL leaves', () =>
     await target.query('create table probe_guarded (id int primary key, n int not null)');
     await target.query('insert into probe_guarded values (1, 0)');
     dir = await gatewayConfigDir('schema-change');
-    const cluster = new URL(sharedStack().cluster.adminUrl);
     gateway = await dir.start({
       ...dir.base,
       targets: {
-        [TARGET]: {
-          host: cluster.hostname, port: Number(cluster.port), database, user: decodeURIComponent(cluster.username),
-          password_file: await dir.secret('target-password', decodeURIComponent(cluster.password)), tls: 'disable',
-        },
+        [TARGET]: await dir.clusterTarget(database),
       },
       policy: {
         grants: [{ groups: [GROUP], targets: [TARGET], access: 'admin' }],

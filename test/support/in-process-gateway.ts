@@ -34,6 +34,8 @@ export interface GatewayConfigDir {
   dir: string;
   /** Writes a secret file (mode 0600) and returns its path relative to the config file. */
   secret(name: string, value: string): Promise<string>;
+  /** A target config for `database` on the shared cluster, logging in as its superuser (password in a secret file). */
+  clusterTarget(database: string): Promise<Record<string, unknown>>;
   /** The config with everything but `targets` and `policy` filled in: listen, TLS, signing key, state store. */
   base: Record<string, unknown>;
   /** Writes `config` as gateway.yaml and starts a gateway from it. */
@@ -68,6 +70,13 @@ export async function gatewayConfigDir(name: string): Promise<GatewayConfigDir> 
   return {
     dir,
     secret,
+    async clusterTarget(database) {
+      const cluster = new URL(sharedStack().cluster.adminUrl);
+      return {
+        host: cluster.hostname, port: Number(cluster.port), database, user: decodeURIComponent(cluster.username),
+        password_file: await secret('target-password', decodeURIComponent(cluster.password)), tls: 'disable',
+      };
+    },
     base,
     async start(config, log) {
       const configFile = join(dir, 'gateway.yaml');
