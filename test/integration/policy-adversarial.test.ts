@@ -132,6 +132,8 @@ const ALICE_CASES: Case[] = [
   { name: 'SET ROLE', sql: 'set role postgres', expect: 'denied' },
   { name: 'SET SESSION AUTHORIZATION', sql: 'set session authorization postgres', expect: 'denied' },
   { name: "set_config('role')", sql: "select set_config('role', 'postgres', false)", expect: 'denied' },
+  { name: 'a masked value as an advisory lock key (pg_locks shows it)', sql: "select pg_advisory_lock(replace(ssn, '-', '')::bigint) from customers where id = 1",
+    expect: 'denied', because: 'its effect shows the value' },
   { name: 'planner statistics (sample values of masked columns)', sql: "select histogram_bounds from pg_stats where attname = 'ssn'",
     expect: 'denied', because: 'masked ones included' },
   { name: 'a masked value stored in a setting (SHOW would read it back)', sql: "select set_config('x.y', email, false) from customers where id = 1",

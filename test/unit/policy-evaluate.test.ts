@@ -127,6 +127,12 @@ describe('the demo policy', () => {
     ['alice', 'SELECT set_config(\'x.y\', $1, false)', 'mask', 'mask-pii'],
     ['alice', 'SELECT set_config(\'x.y\', \'literal\', false)', 'mask', 'mask-pii'],
     ['bob', 'SELECT set_config(\'x.y\', email, false) FROM customers', 'allow', 'access:write'],
+    // Lock keys (pg_locks), delays and notifications show the values passed to them.
+    ['alice', 'SELECT pg_advisory_lock(replace(ssn, \'-\', \'\')::bigint) FROM customers WHERE id = 1', 'deny', 'builtin:inference'],
+    ['alice', 'SELECT pg_try_advisory_xact_lock(ascii(email)) FROM customers', 'deny', 'builtin:inference'],
+    ['alice', 'SELECT pg_sleep(length(email) / 100.0) FROM customers WHERE id = 1', 'deny', 'builtin:inference'],
+    ['bob', 'SELECT pg_advisory_lock(ascii(email)) FROM customers', 'allow', 'access:write'],
+    ['alice', 'SELECT pg_advisory_lock(id) FROM customers WHERE id = 1', 'mask', 'mask-pii'],
     // The planner's statistics sample every column's values.
     ['alice', 'SELECT histogram_bounds FROM pg_stats WHERE attname = \'ssn\'', 'deny', 'builtin:masked-statistics'],
     ['alice', 'SELECT most_common_vals FROM pg_catalog.pg_stats', 'deny', 'builtin:masked-statistics'],

@@ -18,6 +18,9 @@
  * - `write`: the values a statement writes — INSERT's rows (VALUES or query), UPDATE's and ON CONFLICT's SET, MERGE's
  *   UPDATE SET and INSERT VALUES, the query of SELECT … INTO and CREATE TABLE … AS. A masked value written elsewhere
  *   could be read there in clear.
+ * - `side_effect`: the arguments of functions whose effect is seen outside the result: an advisory lock's key (in
+ *   pg_locks), a sleep's length, a notification's payload, a sequence's value, a setting's value
+ *   (SIDE_EFFECT_FUNCTIONS).
  *
  * References are resolved through the FROM lists in scope, without the catalog:
  * - `c.email` through the alias (or table name) it names, in the nearest query level that has it.
@@ -35,7 +38,7 @@
 import { noteLiteralRead } from './literal-reads.js';
 
 export const INFERENCE_CLAUSES = [
-  'where', 'join', 'order_by', 'group_by', 'distinct', 'having', 'window', 'set_operation', 'write',
+  'where', 'join', 'order_by', 'group_by', 'distinct', 'having', 'window', 'set_operation', 'write', 'side_effect',
 ] as const;
 export type InferenceClause = (typeof INFERENCE_CLAUSES)[number];
 
@@ -54,6 +57,18 @@ export interface InferenceColumn {
 }
 
 type Fields = Record<string, unknown>;
+
+/**
+ * Functions whose arguments can be observed outside the statement's result: lock keys (pg_locks), delays (timing),
+ * notification payloads, sequence values and names, setting values. Matched by name, in any schema.
+ */
+const SIDE_EFFECT_FUNCTIONS: ReadonlySet<string> = new Set([
+  'pg_advisory_lock', 'pg_advisory_lock_shared', 'pg_advisory_unlock', 'pg_advisory_unlock_shared',
+  'pg_advisory_xact_lock', 'pg_advisory_xact_lock_shared', 'pg_try_advisory_lock', 'pg_try_advisory_lock_shared',
+  'pg_try_advisory_xact_lock', 'pg_try_advisory_xact_lock_shared',
+  'pg_sleep', 'pg_sleep_for', 'pg_sleep_until',
+  'pg_notify', 'nextval', 'setval', 'currval', 'set_config',
+]);
 
 /** A table column, or `*` = any column of the table. */
 interface Source {
@@ -274,7 +289,14 @@ export class InferenceCollector {
   }
 
   private funcCall(node: Fields, level: Level | undefined, clause: InferenceClause | null, out: Source[] | null): void {
-    if (node['agg_distinct'] === true) {
+    const name = stringList(node['funcname']).at(-1)?.toLowerCase();
+    if (name !== undefined && SIDE_EFFECT_FUNCTIONS.has(name)) {
+      // `pg_advisory_lock(ssn::bigint)`, then `SELECT objid FROM pg_locks`: the value leaves past masking.
+      const args: Source[] = [];
+      this.expr(node['args'], level, clause, args);
+      this.report(args, 'side_effect');
+      if (out !== null) for (const source of args) out.push(source);
+    } else if (node['agg_distinct'] === true) {
       // count(DISTINCT email) counts the distinct hidden values.
       const args: Source[] = [];
       this.expr(node['args'], level, clause, args);

@@ -894,6 +894,7 @@ const INFERENCE_WORDING: Readonly<Record<InferenceClause, (column: string) => st
   window: (column) => `partitioning or ordering a window by ${column}`,
   set_operation: (column) => `comparing ${column} across UNION/INTERSECT/EXCEPT`,
   write: (column) => `writing values of ${column} (they could be read in clear where they are written)`,
+  side_effect: (column) => `passing ${column} to a lock, a delay, a notification, a sequence or a setting (its effect shows the value)`,
 };
 
 // ---------------------------------------------------------------------------------------------------------------------
