@@ -133,6 +133,12 @@ describe('the demo policy', () => {
     ['alice', 'SELECT pg_sleep(length(email) / 100.0) FROM customers WHERE id = 1', 'deny', 'builtin:inference'],
     ['bob', 'SELECT pg_advisory_lock(ascii(email)) FROM customers', 'allow', 'access:write'],
     ['alice', 'SELECT pg_advisory_lock(id) FROM customers WHERE id = 1', 'mask', 'mask-pii'],
+    // Row counts: a set-returning function's, LIMIT's.
+    ['alice', 'SELECT count(*) FROM (SELECT generate_series(1, ascii(email)) FROM customers WHERE id = 1) s', 'deny', 'builtin:inference'],
+    ['alice', 'SELECT * FROM customers c, LATERAL unnest(string_to_array(c.ssn, \'-\')) WHERE c.id = 1', 'deny', 'builtin:inference'],
+    ['alice', 'SELECT id FROM orders LIMIT (SELECT length(email) FROM customers WHERE id = 1)', 'deny', 'builtin:inference'],
+    ['alice', 'SELECT id FROM orders OFFSET (SELECT ascii(ssn) FROM customers WHERE id = 1)', 'deny', 'builtin:inference'],
+    ['alice', 'SELECT generate_series(1, 3), id FROM orders LIMIT 5', 'mask', 'mask-pii'],
     // The planner's statistics sample every column's values.
     ['alice', 'SELECT histogram_bounds FROM pg_stats WHERE attname = \'ssn\'', 'deny', 'builtin:masked-statistics'],
     ['alice', 'SELECT most_common_vals FROM pg_catalog.pg_stats', 'deny', 'builtin:masked-statistics'],

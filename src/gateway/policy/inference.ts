@@ -15,12 +15,13 @@
  * - `window`: PARTITION BY and ORDER BY of window definitions, inline (`OVER (…)`) or named (`WINDOW w AS (…)`).
  * - `set_operation`: the output columns of UNION (without ALL — it deduplicates), INTERSECT and EXCEPT (they compare
  *   rows).
+ * - `limit`: LIMIT / OFFSET / FETCH FIRST (their subqueries): the number of rows returned shows the value.
  * - `write`: the values a statement writes — INSERT's rows (VALUES or query), UPDATE's and ON CONFLICT's SET, MERGE's
  *   UPDATE SET and INSERT VALUES, the query of SELECT … INTO and CREATE TABLE … AS. A masked value written elsewhere
  *   could be read there in clear.
- * - `side_effect`: the arguments of functions whose effect is seen outside the result: an advisory lock's key (in
- *   pg_locks), a sleep's length, a notification's payload, a sequence's value, a setting's value
- *   (SIDE_EFFECT_FUNCTIONS).
+ * - `side_effect`: the arguments of functions whose effect is seen outside the masked values: an advisory lock's key
+ *   (in pg_locks), a sleep's length, a notification's payload, a sequence's value, a setting's value, and the number
+ *   of rows a set-returning function yields (`generate_series(1, ascii(ssn))`) (SIDE_EFFECT_FUNCTIONS).
  *
  * References are resolved through the FROM lists in scope, without the catalog:
  * - `c.email` through the alias (or table name) it names, in the nearest query level that has it.
@@ -38,7 +39,8 @@
 import { noteLiteralRead } from './literal-reads.js';
 
 export const INFERENCE_CLAUSES = [
-  'where', 'join', 'order_by', 'group_by', 'distinct', 'having', 'window', 'set_operation', 'write', 'side_effect',
+  'where', 'join', 'order_by', 'group_by', 'distinct', 'having', 'window', 'set_operation', 'limit', 'write',
+  'side_effect',
 ] as const;
 export type InferenceClause = (typeof INFERENCE_CLAUSES)[number];
 
@@ -59,8 +61,9 @@ export interface InferenceColumn {
 type Fields = Record<string, unknown>;
 
 /**
- * Functions whose arguments can be observed outside the statement's result: lock keys (pg_locks), delays (timing),
- * notification payloads, sequence values and names, setting values. Matched by name, in any schema.
+ * Functions whose arguments can be observed besides the (masked) values they return: lock keys (pg_locks), delays
+ * (timing), notification payloads, sequence values and names, setting values, and the row counts of set-returning
+ * functions. Matched by name, in any schema.
  */
 const SIDE_EFFECT_FUNCTIONS: ReadonlySet<string> = new Set([
   'pg_advisory_lock', 'pg_advisory_lock_shared', 'pg_advisory_unlock', 'pg_advisory_unlock_shared',
@@ -68,6 +71,12 @@ const SIDE_EFFECT_FUNCTIONS: ReadonlySet<string> = new Set([
   'pg_try_advisory_xact_lock', 'pg_try_advisory_xact_lock_shared',
   'pg_sleep', 'pg_sleep_for', 'pg_sleep_until',
   'pg_notify', 'nextval', 'setval', 'currval', 'set_config',
+  // Set-returning: as many rows as the arguments say.
+  'generate_series', 'generate_subscripts', 'unnest', 'regexp_matches', 'regexp_split_to_table', 'string_to_table',
+  'json_array_elements', 'json_array_elements_text', 'jsonb_array_elements', 'jsonb_array_elements_text',
+  'json_each', 'json_each_text', 'jsonb_each', 'jsonb_each_text', 'json_object_keys', 'jsonb_object_keys',
+  'jsonb_path_query', 'json_populate_recordset', 'jsonb_populate_recordset', 'json_to_recordset', 'jsonb_to_recordset',
+  'ts_debug', 'ts_parse', 'ts_stat', 'pg_options_to_table', 'aclexplode',
 ]);
 
 /** A table column, or `*` = any column of the table. */
@@ -382,8 +391,8 @@ export class InferenceCollector {
       // ORDER BY of a set operation names its output columns.
       const result: Level = { parent: level, items: [{ refname: null, relation: derivedOf(outputs) }], ctes: undefined };
       for (const sort of asArray(node['sortClause'])) this.outputReference(sortNode(sort), outputs, result, 'order_by', true);
-      this.expr(node['limitCount'], level, null, null);
-      this.expr(node['limitOffset'], level, null, null);
+      this.expr(node['limitCount'], level, 'limit', null);
+      this.expr(node['limitOffset'], level, 'limit', null);
       return outputs;
     }
 
@@ -429,8 +438,8 @@ export class InferenceCollector {
     this.expr(node['havingClause'], level, 'having', null);
     for (const item of asArray(node['windowClause'])) this.expr(item, level, null, null);
     for (const sort of asArray(node['sortClause'])) this.outputReference(sortNode(sort), outputs, level, 'order_by', true);
-    this.expr(node['limitCount'], level, null, null);
-    this.expr(node['limitOffset'], level, null, null);
+    this.expr(node['limitCount'], level, 'limit', null);
+    this.expr(node['limitOffset'], level, 'limit', null);
     this.expr(node['lockingClause'], level, null, null);
     return outputs;
   }

@@ -894,7 +894,8 @@ const INFERENCE_WORDING: Readonly<Record<InferenceClause, (column: string) => st
   window: (column) => `partitioning or ordering a window by ${column}`,
   set_operation: (column) => `comparing ${column} across UNION/INTERSECT/EXCEPT`,
   write: (column) => `writing values of ${column} (they could be read in clear where they are written)`,
-  side_effect: (column) => `passing ${column} to a lock, a delay, a notification, a sequence or a setting (its effect shows the value)`,
+  limit: (column) => `limiting the number of rows by ${column} (LIMIT/OFFSET)`,
+  side_effect: (column) => `passing ${column} to a lock, a delay, a notification, a sequence, a setting or a set-returning function (its effect or row count shows the value)`,
 };
 
 // ---------------------------------------------------------------------------------------------------------------------
