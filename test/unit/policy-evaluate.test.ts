@@ -512,6 +512,17 @@ describe('result columns computed from masked columns (derivedOutputs)', () => {
     expect(decide('alice', 'SELECT md5(email) FROM customers', { policy }).derivedOutputs?.style).toBe('hash');
   });
 
+  it('masks what FETCH returns even when the mask rule names tables FETCH does not', () => {
+    const policy = parsePolicy({
+      grants: [{ groups: ['engineering'], targets: ['*'], access: 'read' }],
+      rules: [{ id: 'mask-customers', match: { groups: ['engineering'], tables: ['public.customers'] }, action: 'mask', columns: ['customers.email'] }],
+    });
+    expect(decide('alice', 'DECLARE c CURSOR FOR SELECT email FROM customers', { policy }).action).toBe('mask');
+    expect(decide('alice', 'FETCH 10 FROM c', { policy })).toMatchObject({ action: 'mask', ruleId: 'mask-customers' });
+    expect(decide('alice', 'MOVE 10 IN c', { policy }).action).toBe('allow');
+    expect(decide('alice', 'SELECT 1', { policy }).action).toBe('allow');
+  });
+
   it('refuses writes that copy masked values anywhere they could be read in clear', () => {
     const policy = parsePolicy({
       inference_protection: true,

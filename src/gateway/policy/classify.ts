@@ -155,6 +155,11 @@ export interface StatementInfo {
   inferenceColumns: InferenceColumn[];
   /** The lineage of the rows the statement returns (select list, RETURNING, a cursor's query); null when none. */
   outputs: StatementOutputs | null;
+  /**
+   * What the statement does with an SQL cursor: DECLARE creates one, CLOSE drops one (or all), FETCH returns rows of
+   * one — rows whose query is not in FETCH's text (the policy masks them like the identity's other results).
+   */
+  cursor?: 'declare' | 'close' | 'fetch';
   /** The statement's own text, trimmed, without the `;` separating it from the next one. */
   text: string;
 }
@@ -307,6 +312,8 @@ class StatementAnalysis {
   private readonly inference = new InferenceCollector();
   /** The call of a statement that is only `SELECT f(…)` (bareSelectCall): it runs exactly once. */
   private bareCall: Fields | undefined;
+  /** StatementInfo.cursor. */
+  cursor: StatementInfo['cursor'];
 
   /** Walks one statement node (`{ SelectStmt: {...} }`, `{ DoStmt: {...} }`, …). */
   analyzeTopLevel(statement: Fields | undefined, scope: Scope): void {
@@ -354,6 +361,7 @@ class StatementAnalysis {
     };
     if (this.ddlObject !== undefined) info.ddlObject = this.ddlObject;
     if (this.ddlAction !== undefined) info.ddlAction = this.ddlAction;
+    if (this.cursor !== undefined) info.cursor = this.cursor;
     return info;
   }
 
@@ -819,10 +827,18 @@ const HANDLERS: ReadonlyMap<string, NodeHandler> = new Map<string, NodeHandler>(
   ['ExecuteStmt', executeHandler],
   ['DeclareCursorStmt', (a, node, scope) => {
     a.setKind('select', scope);
+    a.cursor = 'declare';
     a.walk(node['query'], scope);
   }],
-  ['FetchStmt', simple('utility')],
-  ['ClosePortalStmt', simple('utility')],
+  ['FetchStmt', (a, node, scope) => {
+    a.setKind('utility', scope);
+    // MOVE returns no rows.
+    if (node['ismove'] !== true) a.cursor = 'fetch';
+  }],
+  ['ClosePortalStmt', (a, _node, scope) => {
+    a.setKind('utility', scope);
+    a.cursor = 'close';
+  }],
   ['ListenStmt', simple('listen')],
   ['UnlistenStmt', simple('listen')],
   // NOTIFY reaches every session listening on the channel (applications included): treated as a write.

@@ -54,6 +54,8 @@ export interface StatementDecision {
   searchPathAfter?: string[];
   /** DDL ran: cached catalog facts about the target (masked column positions) may be stale. */
   changesSchema: boolean;
+  /** It DECLAREs or CLOSEs an SQL cursor: portal names may now mean other cursors than the ones bound before. */
+  changesCursors?: boolean;
   /** For mask decisions: result columns computed from masked columns (policy.ts DerivedOutputs). */
   derivedOutputs?: DerivedOutputs;
   /**
@@ -234,6 +236,7 @@ function decideWithPolicy(policy: Policy, cache: DecisionCache, { scope }: Conne
 
 function statementDecision({ decision, classification }: CachedDecision, searchPath: readonly string[]): StatementDecision {
   const changesSchema = classification.statements.some((statement) => statement.kinds.includes('ddl'));
+  const changesCursors = classification.statements.some((statement) => statement.cursor === 'declare' || statement.cursor === 'close');
   const searchPathChanged = decision.searchPath.join('\u0000') !== searchPath.join('\u0000');
   const relations = [...new Set(classification.statements
     .filter((statement) => !statement.kinds.includes('ddl'))
@@ -242,6 +245,7 @@ function statementDecision({ decision, classification }: CachedDecision, searchP
     rule: decision.ruleId,
     changesSchema,
     ...(searchPathChanged ? { searchPathAfter: decision.searchPath } : {}),
+    ...(changesCursors ? { changesCursors } : {}),
     ...(relations.length > 0 ? { relations } : {}),
   };
   if (decision.action === 'deny' || decision.action === 'hold') {

@@ -157,6 +157,13 @@ const UNKNOWN_PREPARED = {
   hint: 'prepare it with Parse (your driver\'s prepared statements), or send the statement itself',
 };
 
+/** An Execute of a portal that was not bound through the gateway: an SQL cursor (DECLARE), or none at all. */
+const UNKNOWN_PORTAL = {
+  rule: 'builtin:unknown-portal',
+  message: 'dbgate: this Execute names a portal that was not bound through the extended protocol (a cursor DECLAREd in SQL, say), so dbgate cannot tell what its rows are',
+  hint: 'read an SQL cursor with FETCH, or bind the statement with Bind',
+};
+
 /** A statement naming a relation the catalog does not know has it read again, unless the read is younger than this. */
 const CATALOG_RECHECK_MS = 1_000;
 
@@ -696,6 +703,8 @@ export class ClientSession {
         if (this.catalogMissesRelation(decision)) return false;
         this.track(this.entry('query', 'query', text, now, decision));
         toUpstream.push(isRefusal(decision) ? serialize.query(DENIAL_PLACEHOLDER_SQL) : message.raw);
+        // A cursor DECLAREd (or CLOSEd) in SQL may take the name of a portal bound before: none is trusted by name.
+        if (decision.changesCursors) this.portals.clear();
         this.endPipeline();
         // Messages after it are judged on the search_path and catalog it leaves, once the server has answered.
         if (changesSession(decision)) this.holdUntilAnswered();
@@ -758,10 +767,17 @@ export class ClientSession {
       case FrontendCode.Execute: {
         const portal = readCString(message.body, 0).value;
         const prepared = this.portals.get(portal);
-        const statement = prepared ?? { text: '', decision: UNKNOWN_STATEMENT };
-        this.track(this.entry('execute', 'execute', statement.text, now, statement.decision, prepared));
+        if (prepared === undefined) {
+          // Its rows would pass unjudged and unmasked: `DECLARE c CURSOR FOR SELECT email …`, then Execute "c".
+          const refused = refusal(UNKNOWN_PORTAL.rule, UNKNOWN_PORTAL.message, UNKNOWN_PORTAL.hint);
+          this.track(this.entry('refused-step', 'execute', `<Execute of portal "${portal}", not bound through dbgate>`, now, refused));
+          toUpstream.push(serialize.parse({ name: '', text: DENIAL_PLACEHOLDER_SQL }));
+          return true;
+        }
+        this.track(this.entry('execute', 'execute', prepared.text, now, prepared.decision, prepared));
         toUpstream.push(message.raw);
-        if (changesSession(statement.decision)) this.sessionChangeInPipeline = true;
+        if (changesSession(prepared.decision)) this.sessionChangeInPipeline = true;
+        if (prepared.decision.changesCursors) this.portals.clear();
         return true;
       }
       case FrontendCode.Describe: {
