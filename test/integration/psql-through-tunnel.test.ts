@@ -139,6 +139,26 @@ describe('psql through tunnel and gateway', () => {
     }
   });
 
+  it('copies in behind DDL and SET search_path sent in the same message (the gateway waits for them, not for the data)', async () => {
+    const scratch = await directClient('dbgate_scratch');
+    const scratchTunnel = await openTunnel('bob', { credential: await mintCredential('bob', { groups: ['dba'] }), target: 'scratch' });
+    try {
+      const created = await psql(scratchTunnel, ['-v', 'ON_ERROR_STOP=1', '-c',
+        'drop table if exists psql_copy_behind_ddl; create table psql_copy_behind_ddl (a int); copy psql_copy_behind_ddl from stdin'],
+      '1\n2\n3\n\\.\n');
+      expect(created.stderr.replace(/NOTICE: .*\n/, '')).toBe('');
+      expect(created.stdout.trim().split('\n')).toEqual(['DROP TABLE', 'CREATE TABLE', 'COPY 3']);
+      const pathed = await psql(scratchTunnel, ['-v', 'ON_ERROR_STOP=1', '-c', 'set search_path = public; copy psql_copy_behind_ddl from stdin'],
+        '4\n\\.\n');
+      expect(pathed.stdout.trim().split('\n')).toEqual(['SET', 'COPY 1']);
+      expect((await scratch.query('select count(*)::int as n from psql_copy_behind_ddl')).rows).toEqual([{ n: 4 }]);
+    } finally {
+      await scratch.query('drop table if exists psql_copy_behind_ddl');
+      await scratch.end();
+      await scratchTunnel.close();
+    }
+  });
+
   it('cancels a running pg_sleep(10) when psql gets Ctrl-C (SIGINT)', async () => {
     const child = spawn('psql', ['-X', '-c', 'select pg_sleep(10)'], { env: tunnel.libpqEnv, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';

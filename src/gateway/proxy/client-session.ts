@@ -164,6 +164,9 @@ const UNKNOWN_PORTAL = {
   hint: 'read an SQL cursor with FETCH, or bind the statement with Bind',
 };
 
+/** What a client sends during COPY FROM STDIN: never judged, and a held COPY cannot end without it. */
+const COPY_FROM_CLIENT: ReadonlySet<number> = new Set([FrontendCode.CopyData, FrontendCode.CopyDone, FrontendCode.CopyFail]);
+
 /** A statement naming a relation the catalog does not know has it read again, unless the read is younger than this. */
 const CATALOG_RECHECK_MS = 1_000;
 
@@ -235,6 +238,11 @@ export class ClientSession {
   private dataRows = 0;
   private transactionStatus = TransactionStatus.Idle;
   private busy = false;
+  /**
+   * Client messages that are judged wait (`holdUntilAnswered`, `doubtSearchPath`). COPY data still passes: it belongs
+   * to a statement already sent, which cannot finish (and end the hold) without it.
+   */
+  private held = false;
   /** Client messages wait for the target's masking catalog to be read again (adoptMaskingCatalog). */
   private awaitingCatalog = false;
   /** Client messages wait for the audit backlog to shrink (`holdForAudit`). */
@@ -321,6 +329,10 @@ export class ClientSession {
         const message = this.deferred ?? this.reader.next();
         this.deferred = undefined;
         if (!message) break;
+        if (this.held && state === 'ready' && !COPY_FROM_CLIENT.has(message.type)) {
+          this.deferred = message;
+          break;
+        }
         if (this.state === 'startup') this.handleStartupPacket(message);
         else if (this.state === 'password') this.handlePassword(message);
         else if (!this.handleProxyMessage(message, toUpstream)) {
@@ -849,13 +861,13 @@ export class ClientSession {
    */
   private holdUntilAnswered(): void {
     this.heldForAnswers = true;
-    this.busy = true;
+    this.held = true;
   }
 
   /** Ends the holds of `holdUntilAnswered` and `doubtSearchPath`, and handles what the client sent meanwhile. */
   private releaseHold(): void {
     this.heldForAnswers = false;
-    this.busy = false;
+    this.held = false;
     setImmediate(() => this.pump());
   }
 
@@ -1175,7 +1187,7 @@ export class ClientSession {
   /** The tracked search_path may be wrong: hold client messages until the server has said what it is. */
   private doubtSearchPath(): void {
     this.searchPathUnsure = true;
-    this.busy = true;
+    this.held = true;
   }
 
   /**
