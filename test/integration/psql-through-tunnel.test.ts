@@ -31,6 +31,8 @@ describe('psql through tunnel and gateway', () => {
   let tunnel: OpenTunnel;
   let admin: pg.Client;
   let workDir: string;
+  let scratch: pg.Client;
+  let scratchTunnel: OpenTunnel;
 
   beforeAll(async () => {
     // bob (dba) has write access on prod-orders: \copy into a table, INSERT in a transaction and NOTIFY are writes,
@@ -40,12 +42,17 @@ describe('psql through tunnel and gateway', () => {
     workDir = await mkdtemp(join(tmpdir(), 'dbgate-psql-'));
     await admin.query('create table if not exists psql_copy_test (id int primary key, note text)');
     await admin.query('grant all on psql_copy_test to dbgate_service');
+    // The scratch target, where bob (dba) has admin access: DDL runs there without an approval.
+    scratch = await directClient('dbgate_scratch');
+    scratchTunnel = await openTunnel('bob', { credential: await mintCredential('bob', { groups: ['dba'] }), target: 'scratch' });
   });
 
   afterAll(async () => {
     await admin?.query('drop table if exists psql_copy_test');
     await admin?.end();
     await tunnel?.close();
+    await scratch?.end();
+    await scratchTunnel?.close();
     await rm(workDir, { recursive: true, force: true });
   });
 
@@ -109,12 +116,9 @@ describe('psql through tunnel and gateway', () => {
   });
 
   it('restores a plain pg_dump script (it starts with set_config(\'search_path\', \'\', false)) with psql -f', async () => {
-    // Dumped straight from the server by the real pg_dump, then restored through the gateway into the scratch
-    // target, where bob (dba) has admin access.
+    // Dumped straight from the server by the real pg_dump, then restored through the gateway into the scratch target.
     const scratchUrl = new URL(sharedStack().cluster.adminUrl);
     scratchUrl.pathname = '/dbgate_scratch';
-    const scratch = await directClient('dbgate_scratch');
-    const scratchTunnel = await openTunnel('bob', { credential: await mintCredential('bob', { groups: ['dba'] }), target: 'scratch' });
     const script = join(workDir, 'restore.sql');
     try {
       await scratch.query('drop table if exists psql_restore_test');
@@ -134,14 +138,10 @@ describe('psql through tunnel and gateway', () => {
       expect((await scratch.query("insert into psql_restore_test (note) values ('next') returning id")).rows).toEqual([{ id: 4 }]);
     } finally {
       await scratch.query('drop table if exists psql_restore_test');
-      await scratch.end();
-      await scratchTunnel.close();
     }
   });
 
   it('copies in behind DDL and SET search_path sent in the same message (the gateway waits for them, not for the data)', async () => {
-    const scratch = await directClient('dbgate_scratch');
-    const scratchTunnel = await openTunnel('bob', { credential: await mintCredential('bob', { groups: ['dba'] }), target: 'scratch' });
     try {
       const created = await psql(scratchTunnel, ['-v', 'ON_ERROR_STOP=1', '-c',
         'drop table if exists psql_copy_behind_ddl; create table psql_copy_behind_ddl (a int); copy psql_copy_behind_ddl from stdin'],
@@ -154,8 +154,6 @@ describe('psql through tunnel and gateway', () => {
       expect((await scratch.query('select count(*)::int as n from psql_copy_behind_ddl')).rows).toEqual([{ n: 4 }]);
     } finally {
       await scratch.query('drop table if exists psql_copy_behind_ddl');
-      await scratch.end();
-      await scratchTunnel.close();
     }
   });
 
