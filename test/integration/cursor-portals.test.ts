@@ -2,7 +2,8 @@
  * SQL cursors are portals too: `DECLARE c CURSOR FOR SELECT email FROM customers` creates a portal named "c", and
  * the extended protocol's Execute can read it by that name. Its rows must never pass unmasked: an Execute of a portal
  * the gateway did not bind is refused, and a cursor declared under the name of a portal bound before does not
- * inherit that portal's decision. FETCH, the way SQL reads a cursor, stays masked.
+ * inherit that portal's decision (nor does a statement PREPAREd in SQL under a parsed statement's name). FETCH, the
+ * way SQL reads a cursor, stays masked.
  */
 import pg from 'pg';
 import { serialize } from 'pg-protocol';
@@ -53,6 +54,15 @@ describe('cursors through the extended protocol', () => {
     expect(exchange.errors[0]?.['D']).toBe('rule: builtin:unknown-portal');
     expectNoCleartext(exchange.rows);
     await alice.query('rollback');
+  });
+
+  it('does not let a statement PREPAREd in SQL under a parsed statement\'s name borrow its decision', async () => {
+    expect((await alice.send([serialize.parse({ name: 'probe_s', text: 'select 1' }), serialize.sync()])).errors).toEqual([]);
+    expect((await alice.query('deallocate probe_s; prepare probe_s as select email from customers order by id limit 3')).errors).toEqual([]);
+    const exchange = await alice.send([serialize.bind({ statement: 'probe_s' }), serialize.execute({}), serialize.sync()]);
+    expect(exchange.errors[0]?.['D']).toBe('rule: builtin:unknown-prepared-statement');
+    expectNoCleartext(exchange.rows);
+    await alice.query('deallocate probe_s');
   });
 
   it('masks the rows FETCH returns', async () => {

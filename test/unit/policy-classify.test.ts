@@ -465,6 +465,20 @@ describe('classifyStatements: session effects', () => {
     ]) expect(once(sql), sql).toBeUndefined();
   });
 
+  it('reports the prepared statements and portals an SQL statement creates or drops by name', () => {
+    expect(only('PREPARE p AS SELECT 1').namesChanged).toEqual([{ of: 'statement', name: 'p' }]);
+    expect(only('DEALLOCATE PREPARE p').namesChanged).toEqual([{ of: 'statement', name: 'p' }]);
+    expect(only('DEALLOCATE ALL').namesChanged).toEqual([{ of: 'statement', name: null }]);
+    expect(only('DECLARE "C" CURSOR FOR SELECT 1').namesChanged).toEqual([{ of: 'portal', name: 'C' }]);
+    expect(only('CLOSE c').namesChanged).toEqual([{ of: 'portal', name: 'c' }]);
+    expect(only('CLOSE ALL').namesChanged).toEqual([{ of: 'portal', name: null }]);
+    expect(only('DISCARD ALL').namesChanged).toEqual([{ of: 'statement', name: null }, { of: 'portal', name: null }]);
+    expect(only('DISCARD PLANS').namesChanged).toBeUndefined();
+    expect(only('FETCH 5 FROM c').fetchesCursor).toBe(true);
+    expect(only('MOVE 5 IN c').fetchesCursor).toBeUndefined();
+    expect(only('SELECT 1').namesChanged).toBeUndefined();
+  });
+
   it('a set_config whose setting name is computed cannot be analysed', () => {
     const info = only('SELECT set_config(lower(\'ROLE\'), \'postgres\', false)');
     expect(info.sessionEffects).toEqual([]);

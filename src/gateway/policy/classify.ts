@@ -155,13 +155,21 @@ export interface StatementInfo {
   inferenceColumns: InferenceColumn[];
   /** The lineage of the rows the statement returns (select list, RETURNING, a cursor's query); null when none. */
   outputs: StatementOutputs | null;
+  /** FETCH returns rows of an SQL cursor, whose query is not in its text (the policy masks them like all results). */
+  fetchesCursor?: boolean;
   /**
-   * What the statement does with an SQL cursor: DECLARE creates one, CLOSE drops one (or all), FETCH returns rows of
-   * one — rows whose query is not in FETCH's text (the policy masks them like the identity's other results).
+   * Names of prepared statements and portals the statement creates or drops in SQL (PREPARE, DEALLOCATE, DECLARE,
+   * CLOSE, DISCARD ALL); `name` null: all of them. A name the proxy saw bound may mean another statement after it.
    */
-  cursor?: 'declare' | 'close' | 'fetch';
+  namesChanged?: NameChange[];
   /** The statement's own text, trimmed, without the `;` separating it from the next one. */
   text: string;
+}
+
+/** A prepared statement or portal (an SQL cursor is one) created or dropped by name; null: all of them. */
+export interface NameChange {
+  of: 'statement' | 'portal';
+  name: string | null;
 }
 
 export interface Classification {
@@ -312,8 +320,9 @@ class StatementAnalysis {
   private readonly inference = new InferenceCollector();
   /** The call of a statement that is only `SELECT f(…)` (bareSelectCall): it runs exactly once. */
   private bareCall: Fields | undefined;
-  /** StatementInfo.cursor. */
-  cursor: StatementInfo['cursor'];
+  /** StatementInfo.fetchesCursor and namesChanged. */
+  fetchesCursor = false;
+  readonly namesChanged: NameChange[] = [];
 
   /** Walks one statement node (`{ SelectStmt: {...} }`, `{ DoStmt: {...} }`, …). */
   analyzeTopLevel(statement: Fields | undefined, scope: Scope): void {
@@ -361,7 +370,8 @@ class StatementAnalysis {
     };
     if (this.ddlObject !== undefined) info.ddlObject = this.ddlObject;
     if (this.ddlAction !== undefined) info.ddlAction = this.ddlAction;
-    if (this.cursor !== undefined) info.cursor = this.cursor;
+    if (this.fetchesCursor) info.fetchesCursor = true;
+    if (this.namesChanged.length > 0) info.namesChanged = this.namesChanged;
     return info;
   }
 
@@ -754,6 +764,8 @@ const discardHandler: NodeHandler = (a, node, scope) => {
   a.setKind('session', scope);
   const target = String(node['target'] ?? 'DISCARD_ALL').replace(/^DISCARD_/, '').toLowerCase();
   a.addEffect({ kind: 'discard', name: target, via: 'discard' }, scope);
+  // DISCARD ALL deallocates every prepared statement and closes every portal.
+  if (target === 'all') a.namesChanged.push({ of: 'statement', name: null }, { of: 'portal', name: null });
 };
 
 const doHandler: NodeHandler = (a, node, scope) => {
@@ -772,6 +784,7 @@ const callHandler: NodeHandler = (a, node, scope) => {
 
 const prepareHandler: NodeHandler = (a, node, scope) => {
   a.setKind('prepare', scope);
+  a.namesChanged.push({ of: 'statement', name: typeof node['name'] === 'string' ? node['name'] : null });
   // Judged as if it ran: the statement is what a later EXECUTE would run.
   a.analyzeTopLevel(node['query'] as Fields | undefined, scope);
 };
@@ -823,21 +836,25 @@ const HANDLERS: ReadonlyMap<string, NodeHandler> = new Map<string, NodeHandler>(
   ['DoStmt', doHandler],
   ['CallStmt', callHandler],
   ['PrepareStmt', prepareHandler],
-  ['DeallocateStmt', simple('prepare')],
+  ['DeallocateStmt', (a, node, scope) => {
+    a.setKind('prepare', scope);
+    a.namesChanged.push({ of: 'statement', name: node['isall'] !== true && typeof node['name'] === 'string' ? node['name'] : null });
+  }],
   ['ExecuteStmt', executeHandler],
   ['DeclareCursorStmt', (a, node, scope) => {
     a.setKind('select', scope);
-    a.cursor = 'declare';
+    a.namesChanged.push({ of: 'portal', name: typeof node['portalname'] === 'string' ? node['portalname'] : null });
     a.walk(node['query'], scope);
   }],
   ['FetchStmt', (a, node, scope) => {
     a.setKind('utility', scope);
     // MOVE returns no rows.
-    if (node['ismove'] !== true) a.cursor = 'fetch';
+    if (node['ismove'] !== true) a.fetchesCursor = true;
   }],
-  ['ClosePortalStmt', (a, _node, scope) => {
+  ['ClosePortalStmt', (a, node, scope) => {
     a.setKind('utility', scope);
-    a.cursor = 'close';
+    // CLOSE ALL has no name.
+    a.namesChanged.push({ of: 'portal', name: typeof node['portalname'] === 'string' ? node['portalname'] : null });
   }],
   ['ListenStmt', simple('listen')],
   ['UnlistenStmt', simple('listen')],

@@ -409,7 +409,7 @@ class EvaluationContext {
     // FETCH returns rows of a query it does not name: every mask rule of the identity applies to them (the proxy masks
     // them by the table columns they come from).
     const matched = this.rules.filter((rule) =>
-      statementMatches(rule, statement, searchPath) || (statement.cursor === 'fetch' && rule.action === 'mask'));
+      statementMatches(rule, statement, searchPath) || (statement.fetchesCursor === true && rule.action === 'mask'));
     const strongest = strongestRule(matched);
     const verdicts: Verdict[] = [...this.builtinVerdicts(statement, matched, searchPath)];
     const derived = derivedOutputs(statement, matched.filter((rule) => rule.action === 'mask'), searchPath);

@@ -9,7 +9,7 @@ import type { AuditWriter, EncodedParty } from '../audit/audit-writer.js';
 import type { Identity } from '../identity/credentials.js';
 import type { ErrorFields } from '../wire/backend-messages.js';
 import { SqlState } from '../wire/protocol.js';
-import type { StatementOutputs } from './classify.js';
+import type { NameChange, StatementOutputs } from './classify.js';
 import type { CachedDecision, DecisionCache, DecisionScope } from './decision-cache.js';
 import type { DerivedOutputs, Policy } from './policy.js';
 import type { PolicyCatalog } from './target-catalog.js';
@@ -54,8 +54,11 @@ export interface StatementDecision {
   searchPathAfter?: string[];
   /** DDL ran: cached catalog facts about the target (masked column positions) may be stale. */
   changesSchema: boolean;
-  /** It DECLAREs or CLOSEs an SQL cursor: portal names may now mean other cursors than the ones bound before. */
-  changesCursors?: boolean;
+  /**
+   * Prepared statements and portals it creates or drops by name in SQL (PREPARE, DEALLOCATE, DECLARE, CLOSE, DISCARD
+   * ALL): a name the proxy saw parsed or bound may mean another statement once it has run.
+   */
+  namesChanged?: readonly NameChange[];
   /** For mask decisions: result columns computed from masked columns (policy.ts DerivedOutputs). */
   derivedOutputs?: DerivedOutputs;
   /**
@@ -236,7 +239,7 @@ function decideWithPolicy(policy: Policy, cache: DecisionCache, { scope }: Conne
 
 function statementDecision({ decision, classification }: CachedDecision, searchPath: readonly string[]): StatementDecision {
   const changesSchema = classification.statements.some((statement) => statement.kinds.includes('ddl'));
-  const changesCursors = classification.statements.some((statement) => statement.cursor === 'declare' || statement.cursor === 'close');
+  const namesChanged = classification.statements.flatMap((statement) => statement.namesChanged ?? []);
   const searchPathChanged = decision.searchPath.join('\u0000') !== searchPath.join('\u0000');
   const relations = [...new Set(classification.statements
     .filter((statement) => !statement.kinds.includes('ddl'))
@@ -245,7 +248,7 @@ function statementDecision({ decision, classification }: CachedDecision, searchP
     rule: decision.ruleId,
     changesSchema,
     ...(searchPathChanged ? { searchPathAfter: decision.searchPath } : {}),
-    ...(changesCursors ? { changesCursors } : {}),
+    ...(namesChanged.length > 0 ? { namesChanged } : {}),
     ...(relations.length > 0 ? { relations } : {}),
   };
   if (decision.action === 'deny' || decision.action === 'hold') {

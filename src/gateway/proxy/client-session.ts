@@ -58,7 +58,7 @@ import { MaskingFailure, ResultMasker } from '../masking/result-masker.js';
 import { withheldServerMessage } from '../masking/server-messages.js';
 import { parseRowDescription } from '../masking/row-messages.js';
 import { cursorOverMaskedViewColumns, derivedThroughViews } from '../masking/view-lineage.js';
-import { sessionEffectOf } from '../policy/classify.js';
+import { sessionEffectOf, type NameChange } from '../policy/classify.js';
 import { MASKED_CURSOR, sessionEscape } from '../policy/policy.js';
 import { TUNNEL_ID_PARAMETER } from '../../shared/tunnel-id.js';
 
@@ -715,8 +715,7 @@ export class ClientSession {
         if (this.catalogMissesRelation(decision)) return false;
         this.track(this.entry('query', 'query', text, now, decision));
         toUpstream.push(isRefusal(decision) ? serialize.query(DENIAL_PLACEHOLDER_SQL) : message.raw);
-        // A cursor DECLAREd (or CLOSEd) in SQL may take the name of a portal bound before: none is trusted by name.
-        if (decision.changesCursors) this.portals.clear();
+        if (decision.namesChanged) this.forgetNames(decision.namesChanged);
         this.endPipeline();
         // Messages after it are judged on the search_path and catalog it leaves, once the server has answered.
         if (changesSession(decision)) this.holdUntilAnswered();
@@ -789,7 +788,7 @@ export class ClientSession {
         this.track(this.entry('execute', 'execute', prepared.text, now, prepared.decision, prepared));
         toUpstream.push(message.raw);
         if (changesSession(prepared.decision)) this.sessionChangeInPipeline = true;
-        if (prepared.decision.changesCursors) this.portals.clear();
+        if (prepared.decision.namesChanged) this.forgetNames(prepared.decision.namesChanged);
         return true;
       }
       case FrontendCode.Describe: {
@@ -869,6 +868,19 @@ export class ClientSession {
     this.heldForAnswers = false;
     this.held = false;
     setImmediate(() => this.pump());
+  }
+
+  /**
+   * Names an SQL statement creates or drops (PREPARE, DEALLOCATE, DECLARE, CLOSE, DISCARD ALL) no longer mean what the
+   * gateway saw parsed or bound under them: `PREPARE s AS SELECT email …` after a harmless Parse of "s" would run
+   * under that Parse's decision. Forgotten, a later Bind or Execute of the name is refused rather than misjudged.
+   */
+  private forgetNames(changes: readonly NameChange[]): void {
+    for (const { of, name } of changes) {
+      const names = of === 'statement' ? this.statements : this.portals;
+      if (name === null) names.clear();
+      else names.delete(name);
+    }
   }
 
   private decide(context: ConnectionContext, step: ProtocolStep, text: string): StatementDecision {
