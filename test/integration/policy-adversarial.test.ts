@@ -141,7 +141,7 @@ const ALICE_CASES: Case[] = [
   { name: 'planner statistics (sample values of masked columns)', sql: "select histogram_bounds from pg_stats where attname = 'ssn'",
     expect: 'denied', because: 'masked ones included' },
   { name: 'a masked value stored in a setting (SHOW would read it back)', sql: "select set_config('x.y', email, false) from customers where id = 1",
-    expect: 'denied', because: 'setting would show masked values' },
+    expect: 'denied', because: 'its effect or row count shows the value' },
   { name: 'standard_conforming_strings off', sql: 'set standard_conforming_strings = off', expect: 'denied' },
   { name: 'a non-UTF8 client_encoding', sql: "set client_encoding = 'SJIS'", expect: 'denied' },
   { name: 'a syntax error', sql: 'selec * from customers', expect: 'denied' },

@@ -122,8 +122,8 @@ describe('the demo policy', () => {
     ['bob', 'RESET ALL', 'allow', 'access:write'],
     ['bob', 'SELECT set_config(\'application_name\', \'psql\', false)', 'allow', 'access:write'],
     // A setting read back with SHOW would carry a masked value past masking.
-    ['alice', 'SELECT set_config(\'x.y\', email, false) FROM customers', 'deny', 'builtin:masked-setting'],
-    ['alice', 'SELECT set_config(\'x.y\', (SELECT ssn FROM customers LIMIT 1), false)', 'deny', 'builtin:masked-setting'],
+    ['alice', 'SELECT set_config(\'x.y\', email, false) FROM customers', 'deny', 'builtin:inference'],
+    ['alice', 'SELECT set_config(\'x.y\', (SELECT ssn FROM customers LIMIT 1), false)', 'deny', 'builtin:inference'],
     ['alice', 'SELECT set_config(\'x.y\', $1, false)', 'mask', 'mask-pii'],
     ['alice', 'SELECT set_config(\'x.y\', \'literal\', false)', 'mask', 'mask-pii'],
     ['bob', 'SELECT set_config(\'x.y\', email, false) FROM customers', 'allow', 'access:write'],

@@ -84,8 +84,6 @@ export interface SessionEffect {
   local?: boolean;
   /** The value is computed when the statement runs, so dbgate cannot know it. */
   computed?: boolean;
-  /** The computed value reads the database (a column, a subquery): it can carry values out of rows into the session. */
-  readsRows?: boolean;
   /**
    * set_config() with constant arguments as the whole of a top-level `SELECT set_config(…)`: it runs exactly once
    * when the statement does, with a value known in advance — the same as SET (pg_dump's scripts start with one).
@@ -472,10 +470,7 @@ class StatementAnalysis {
     }
     const value = constantText(args[1]);
     const effect = sessionEffectOf(setting, value, 'set_config');
-    if (value === undefined) {
-      effect.computed = true;
-      if (containsNode(args[1], READS_ROWS)) effect.readsRows = true;
-    }
+    if (value === undefined) effect.computed = true;
     // is_local is a boolean: 't', 'on' and 'yes' are true too.
     const local = booleanText(constantText(args[2]));
     if (local === true) effect.local = true;
@@ -1068,19 +1063,6 @@ function constantText(node: unknown): string | undefined {
   const text = literalText(node);
   if (text !== undefined) noteLiteralRead();
   return text;
-}
-
-/** Nodes through which an expression reads the database: a column (or whole row), a subquery. */
-const READS_ROWS: ReadonlySet<string> = new Set(['ColumnRef', 'SubLink']);
-
-/** Whether the tree below `value` has a node of one of `types` (`{ ColumnRef: {…} }`). */
-function containsNode(value: unknown, types: ReadonlySet<string>): boolean {
-  if (Array.isArray(value)) return value.some((item) => containsNode(item, types));
-  if (value === null || typeof value !== 'object') return false;
-  for (const key in value as Fields) {
-    if (types.has(key) || containsNode((value as Fields)[key], types)) return true;
-  }
-  return false;
 }
 
 /**

@@ -471,17 +471,6 @@ class EvaluationContext {
       };
     }
     for (const effect of statement.sessionEffects) {
-      if (effect.readsRows && matched.some((rule) => rule.action === 'mask')) {
-        // `SELECT set_config('x.y', email, false) FROM customers`, then `SHOW x.y`: the setting would carry the value
-        // out of the row, past masking.
-        yield {
-          action: 'deny',
-          ruleId: 'builtin:masked-setting',
-          message: `dbgate: set_config('${effect.name}', …) with a value read from the database is not allowed while results are masked for you: the setting would show masked values`,
-          hint: 'set it to a literal or a parameter',
-          priority: 0,
-        };
-      }
       const escape = sessionEscape(effect);
       if (escape) {
         yield {
