@@ -15,6 +15,9 @@
  *   (STABLE and IMMUTABLE built-ins do not modify the database), minus the two lists above, plus a short reviewed list of
  *   VOLATILE built-ins that change nothing (`now`-like clocks, `random`, advisory locks, size functions…).
  *
+ * Apart from the risk lists, `argumentsShow` names the built-ins whose arguments can be seen outside their result
+ * (a lock key, a delay, a row count): masked values must not reach them.
+ *
  * Everything else is **unknown**: a user-defined function can write, run dynamic SQL or be SECURITY DEFINER, and
  * the gateway cannot see its body, so the policy treats it as unanalysable unless a rule names it (fail closed).
  * A built-in counts as safe only when called unqualified or as `pg_catalog.<name>`, and with the exact (lower-case)
@@ -158,6 +161,34 @@ const SAFE_VOLATILE: ReadonlySet<string> = new Set([
   'pg_stat_get_xact_tuples_inserted', 'pg_stat_get_xact_tuples_newpage_updated', 'pg_stat_get_xact_tuples_returned',
   'pg_stat_get_xact_tuples_updated',
 ]);
+
+/**
+ * Built-ins whose arguments can be observed besides the values they return, which masking covers: advisory lock keys
+ * (pg_locks), delays (timing), notification payloads, sequence values and names, setting values, and the number of
+ * rows a set-returning function yields. Inference protection keeps masked values out of their arguments (clause
+ * `side_effect`, inference.ts).
+ */
+const ARGUMENTS_SHOW: ReadonlySet<string> = new Set([
+  'pg_advisory_lock', 'pg_advisory_lock_shared', 'pg_advisory_unlock', 'pg_advisory_unlock_shared',
+  'pg_advisory_xact_lock', 'pg_advisory_xact_lock_shared', 'pg_try_advisory_lock', 'pg_try_advisory_lock_shared',
+  'pg_try_advisory_xact_lock', 'pg_try_advisory_xact_lock_shared',
+  'pg_sleep', 'pg_sleep_for', 'pg_sleep_until',
+  'pg_notify', 'nextval', 'setval', 'currval', 'set_config',
+  // Set-returning: as many rows as the arguments say.
+  'generate_series', 'generate_subscripts', 'unnest', 'regexp_matches', 'regexp_split_to_table', 'string_to_table',
+  'json_array_elements', 'json_array_elements_text', 'jsonb_array_elements', 'jsonb_array_elements_text',
+  'json_each', 'json_each_text', 'jsonb_each', 'jsonb_each_text', 'json_object_keys', 'jsonb_object_keys',
+  'jsonb_path_query', 'json_populate_recordset', 'jsonb_populate_recordset', 'json_to_recordset', 'jsonb_to_recordset',
+  'ts_debug', 'ts_parse', 'pg_options_to_table', 'aclexplode',
+]);
+
+/**
+ * Whether a call of `name` (in any schema, any case: a shadowing function of that name gets the same caution) shows
+ * its arguments outside its result (ARGUMENTS_SHOW).
+ */
+export function argumentsShow(name: string): boolean {
+  return ARGUMENTS_SHOW.has(name.toLowerCase());
+}
 
 /** Where PostgreSQL keeps its built-ins. Unqualified calls resolve there first unless search_path says otherwise. */
 export const BUILTIN_SCHEMA = 'pg_catalog';

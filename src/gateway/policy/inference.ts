@@ -21,7 +21,7 @@
  *   could be read there in clear.
  * - `side_effect`: the arguments of functions whose effect is seen outside the masked values: an advisory lock's key
  *   (in pg_locks), a sleep's length, a notification's payload, a sequence's value, a setting's value, and the number
- *   of rows a set-returning function yields (`generate_series(1, ascii(ssn))`) (SIDE_EFFECT_FUNCTIONS).
+ *   of rows a set-returning function yields (`generate_series(1, ascii(ssn))`) (functions.ts, `argumentsShow`).
  *
  * References are resolved through the FROM lists in scope, without the catalog:
  * - `c.email` through the alias (or table name) it names, in the nearest query level that has it.
@@ -36,6 +36,7 @@
  * Functions in FROM (`unnest(…)`, `jsonb_to_recordset(…)`) pass every reference in their arguments to every column.
  */
 
+import { argumentsShow } from './functions.js';
 import { noteLiteralRead } from './literal-reads.js';
 
 export const INFERENCE_CLAUSES = [
@@ -59,25 +60,6 @@ export interface InferenceColumn {
 }
 
 type Fields = Record<string, unknown>;
-
-/**
- * Functions whose arguments can be observed besides the (masked) values they return: lock keys (pg_locks), delays
- * (timing), notification payloads, sequence values and names, setting values, and the row counts of set-returning
- * functions. Matched by name, in any schema.
- */
-const SIDE_EFFECT_FUNCTIONS: ReadonlySet<string> = new Set([
-  'pg_advisory_lock', 'pg_advisory_lock_shared', 'pg_advisory_unlock', 'pg_advisory_unlock_shared',
-  'pg_advisory_xact_lock', 'pg_advisory_xact_lock_shared', 'pg_try_advisory_lock', 'pg_try_advisory_lock_shared',
-  'pg_try_advisory_xact_lock', 'pg_try_advisory_xact_lock_shared',
-  'pg_sleep', 'pg_sleep_for', 'pg_sleep_until',
-  'pg_notify', 'nextval', 'setval', 'currval', 'set_config',
-  // Set-returning: as many rows as the arguments say.
-  'generate_series', 'generate_subscripts', 'unnest', 'regexp_matches', 'regexp_split_to_table', 'string_to_table',
-  'json_array_elements', 'json_array_elements_text', 'jsonb_array_elements', 'jsonb_array_elements_text',
-  'json_each', 'json_each_text', 'jsonb_each', 'jsonb_each_text', 'json_object_keys', 'jsonb_object_keys',
-  'jsonb_path_query', 'json_populate_recordset', 'jsonb_populate_recordset', 'json_to_recordset', 'jsonb_to_recordset',
-  'ts_debug', 'ts_parse', 'ts_stat', 'pg_options_to_table', 'aclexplode',
-]);
 
 /** A table column, or `*` = any column of the table. */
 interface Source {
@@ -298,8 +280,8 @@ export class InferenceCollector {
   }
 
   private funcCall(node: Fields, level: Level | undefined, clause: InferenceClause | null, out: Source[] | null): void {
-    const name = stringList(node['funcname']).at(-1)?.toLowerCase();
-    if (name !== undefined && SIDE_EFFECT_FUNCTIONS.has(name)) {
+    const name = stringList(node['funcname']).at(-1);
+    if (name !== undefined && argumentsShow(name)) {
       // `pg_advisory_lock(ssn::bigint)`, then `SELECT objid FROM pg_locks`: the value leaves past masking.
       const args: Source[] = [];
       this.expr(node['args'], level, clause, args);
