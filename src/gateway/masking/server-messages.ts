@@ -38,8 +38,6 @@ export function withheldServerMessage(fields: ServerErrorFields, statementText: 
   for (const field of ALWAYS_WITHHELD) delete kept[field];
   if (!messageSafe) {
     kept['M'] = 'dbgate: the server\'s message is withheld: this statement reads columns that are masked for you, and the message could show their values';
-  }
-  if (!messageSafe) {
     kept['H'] = `its SQLSTATE (${fields['C'] ?? '?'}) says what kind of error it was; run the statement without the masked columns to see the server's message`;
   } else if (!hintSafe) kept['H'] = 'dbgate: the server\'s hint is withheld (it could show masked values)';
   if (fields['D'] !== undefined || fields['W'] !== undefined) kept['D'] = 'dbgate: the detail and context are withheld (they could show masked values)';

@@ -53,13 +53,8 @@ export interface ErrorFields {
  * ErrorResponse ('E') or NoticeResponse ('N'): a list of (Byte1 field type, C string) terminated by a zero byte.
  * 'S' is the localized severity, 'V' the non-localized one (clients since PostgreSQL 9.6 prefer it).
  */
-function fieldsMessage(code: BackendCode, fields: ErrorFields): Buffer {
-  const parts: string[] = [`S${fields.severity}`, `V${fields.severity}`, `C${fields.code}`, `M${fields.message}`];
-  if (fields.detail !== undefined) parts.push(`D${fields.detail}`);
-  if (fields.hint !== undefined) parts.push(`H${fields.hint}`);
-  // A NUL inside a field would end the C string early and desynchronise the client's parser.
-  const text = parts.map((part) => part.replaceAll('\0', '')).join('\0');
-  return message(code, Buffer.from(`${text}\0\0`, 'utf8'));
+function fieldsMessage(code: BackendCode.ErrorResponse | BackendCode.NoticeResponse, fields: ErrorFields): Buffer {
+  return serverFieldsMessage(code, { S: fields.severity, V: fields.severity, C: fields.code, M: fields.message, D: fields.detail, H: fields.hint });
 }
 
 export function errorResponse(fields: ErrorFields): Buffer {
@@ -73,10 +68,11 @@ export function noticeResponse(fields: ErrorFields): Buffer {
 /** The parsed fields of a server's ErrorResponse / NoticeResponse, keyed by field type letter. */
 export type ServerErrorFields = Partial<Record<string, string>>;
 
-/** An ErrorResponse or NoticeResponse with the given fields, in their order (a server's, after changes). */
+/** An ErrorResponse or NoticeResponse with the given fields in their order (absent ones left out). */
 export function serverFieldsMessage(code: BackendCode.ErrorResponse | BackendCode.NoticeResponse, fields: ServerErrorFields): Buffer {
   const parts: string[] = [];
   for (const [type, value] of Object.entries(fields)) {
+    // A NUL inside a field would end the C string early and desynchronise the client's parser.
     if (value !== undefined) parts.push(`${type}${value.replaceAll('\0', '')}`);
   }
   return message(code, Buffer.from(`${parts.join('\0')}\0\0`, 'utf8'));
