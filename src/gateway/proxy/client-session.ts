@@ -113,21 +113,17 @@ interface InFlight {
   prepared: PreparedStatement | undefined;
 }
 
-/** The parts of the session a decision depends on, as they were when it was taken. */
-interface JudgedOn {
-  readonly searchPath: readonly string[];
-  readonly catalog: SessionPolicyState['catalog'] | undefined;
-}
-
 /** A prepared statement or portal: its text and the decision taken when it was parsed (or last bound). */
 interface PreparedStatement {
   text: string;
   decision: StatementDecision;
   /**
-   * The session state `decision` was taken in. PostgreSQL parses a prepared statement again when the search_path
-   * changed since (and after DDL on what it uses), so its Binds are judged again when this is not the session's now.
+   * The session's search_path and catalog read `decision` was taken on. PostgreSQL parses a prepared statement again
+   * when the search_path changed since (and after DDL on what it uses), so its Binds are judged again when these are
+   * not the session's now (both are replaced, never changed in place).
    */
-  judgedOn?: JudgedOn;
+  searchPath?: readonly string[];
+  catalog?: SessionPolicyState['catalog'] | undefined;
   /**
    * For masked statements: the RowDescription the server gave when the statement or a portal of it was described.
    * Drivers execute a described statement again without describing it (pgjdbc once it prepared a statement on the
@@ -727,7 +723,7 @@ export class ClientSession {
         const decision = this.sessionChangeInPipeline ? sessionChangePending() : this.decide(context, 'parse', text);
         if (this.catalogMissesRelation(decision)) return false;
         if (!isRefusal(decision)) {
-          this.statements.set(name.value, { text, decision, judgedOn: snapshot(context.session) });
+          this.statements.set(name.value, judgedStatement(text, decision, context.session));
           toUpstream.push(message.raw);
         } else {
           // Judged at Parse: a refused statement never exists upstream, so no later Bind/Execute can run it.
@@ -752,7 +748,7 @@ export class ClientSession {
           const decision = this.sessionChangeInPipeline ? sessionChangePending() : this.decide(context, 'parse', statement.text);
           if (this.catalogMissesRelation(decision)) return false;
           // Kept even when refused: the statement exists on the server, and every later Bind must be judged too.
-          statement = { text: statement.text, decision, judgedOn: snapshot(context.session) };
+          statement = judgedStatement(statement.text, decision, context.session);
           this.statements.set(statementName.value, statement);
         }
         if (isRefusal(statement.decision)) {
@@ -1329,13 +1325,13 @@ export class ClientSession {
   private openedAt: number | undefined;
 }
 
-/** The parts of the session a decision depends on, as they are now (both are replaced, never changed in place). */
-function snapshot(session: SessionPolicyState): JudgedOn {
-  return { searchPath: session.searchPath, catalog: session.catalog };
+/** A prepared statement judged now, in `session`. */
+function judgedStatement(text: string, decision: StatementDecision, session: SessionPolicyState): PreparedStatement {
+  return { text, decision, searchPath: session.searchPath, catalog: session.catalog };
 }
 
 function judgedOnNow(statement: PreparedStatement, session: SessionPolicyState): boolean {
-  return statement.judgedOn?.searchPath === session.searchPath && statement.judgedOn.catalog === session.catalog;
+  return statement.searchPath === session.searchPath && statement.catalog === session.catalog;
 }
 
 function sessionChangePending(): StatementDecision {
