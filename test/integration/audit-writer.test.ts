@@ -135,7 +135,10 @@ describe('audit writer', () => {
   });
 
   it('ends the hold at once when a write fails', async () => {
-    const writer = new AuditWriter(store, { gateway: 'test', batchSize: 1_000_000, flushIntervalMs: 60_000, maxPending: 10, onError: () => {} });
+    // A hold far longer than the test may take: only the failed write can end it.
+    const writer = new AuditWriter(store, {
+      gateway: 'test', batchSize: 1_000_000, flushIntervalMs: 60_000, maxPending: 10, maxHoldMs: 600_000, onError: () => {},
+    });
     for (let sequence = 0; sequence < 10; sequence += 1) writer.append(statementRecord(sequence, 'hold-failure'));
     const room = writer.waitForRoom();
     await store.pool.query('alter table dbgate_audit_events rename to dbgate_audit_events_gone');

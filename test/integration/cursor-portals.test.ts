@@ -34,11 +34,16 @@ describe('cursors through the extended protocol', () => {
     for (const email of emails) expect(text).not.toContain(email);
   }
 
+  /** Sends `messages` and a Sync: refused by `rule`, and not one email in clear came back. */
+  async function expectRefused(messages: Buffer[], rule: string): Promise<void> {
+    const exchange = await alice.send([...messages, serialize.sync()]);
+    expect(exchange.errors[0]?.['D']).toBe(`rule: ${rule}`);
+    expectNoCleartext(exchange.rows);
+  }
+
   it('refuses an Execute of a cursor DECLAREd in SQL', async () => {
     expect((await alice.query('begin; declare probe_c cursor for select email from customers order by id')).errors).toEqual([]);
-    const exchange = await alice.send([serialize.execute({ portal: 'probe_c', rows: 3 }), serialize.sync()]);
-    expect(exchange.errors[0]?.['D']).toBe('rule: builtin:unknown-portal');
-    expectNoCleartext(exchange.rows);
+    await expectRefused([serialize.execute({ portal: 'probe_c', rows: 3 })], 'builtin:unknown-portal');
     await alice.query('rollback');
   });
 
@@ -50,18 +55,14 @@ describe('cursors through the extended protocol', () => {
     expect((await alice.query('commit')).errors).toEqual([]);
     // …then a cursor over the emails under the same name: its rows would have been judged as `select 1`'s.
     expect((await alice.query('begin; declare probe_p cursor for select email from customers order by id')).errors).toEqual([]);
-    const exchange = await alice.send([serialize.execute({ portal: 'probe_p', rows: 3 }), serialize.sync()]);
-    expect(exchange.errors[0]?.['D']).toBe('rule: builtin:unknown-portal');
-    expectNoCleartext(exchange.rows);
+    await expectRefused([serialize.execute({ portal: 'probe_p', rows: 3 })], 'builtin:unknown-portal');
     await alice.query('rollback');
   });
 
   it('does not let a statement PREPAREd in SQL under a parsed statement\'s name borrow its decision', async () => {
     expect((await alice.send([serialize.parse({ name: 'probe_s', text: 'select 1' }), serialize.sync()])).errors).toEqual([]);
     expect((await alice.query('deallocate probe_s; prepare probe_s as select email from customers order by id limit 3')).errors).toEqual([]);
-    const exchange = await alice.send([serialize.bind({ statement: 'probe_s' }), serialize.execute({}), serialize.sync()]);
-    expect(exchange.errors[0]?.['D']).toBe('rule: builtin:unknown-prepared-statement');
-    expectNoCleartext(exchange.rows);
+    await expectRefused([serialize.bind({ statement: 'probe_s' }), serialize.execute({})], 'builtin:unknown-prepared-statement');
     await alice.query('deallocate probe_s');
   });
 
