@@ -1032,7 +1032,8 @@ export class ClientSession {
         return this.maskedServerMessage(head, BackendCode.ErrorResponse, fields);
       }
       case BackendCode.NoticeResponse:
-        return head ? this.maskedServerMessage(head, BackendCode.NoticeResponse, parseErrorFields(body)) : 'forward';
+        // Parsed only for masked statements: other notices pass as they are.
+        return head?.decision.action === 'mask' ? this.maskedServerMessage(head, BackendCode.NoticeResponse, parseErrorFields(body)) : 'forward';
       case BackendCode.ReadyForQuery: {
         this.transactionStatus = body[0] ?? TransactionStatus.Idle;
         if (!head) return 'forward';
