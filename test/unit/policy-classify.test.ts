@@ -517,11 +517,29 @@ describe('classifyStatements: DDL, grants and roles', () => {
     { name: 'ALTER SYSTEM', sql: 'ALTER SYSTEM SET work_mem = \'1GB\'', expected: { kind: 'ddl', ddlObject: 'system', ddlAction: 'alter' } },
     { name: 'GRANT on a table', sql: 'GRANT SELECT ON customers TO alice', expected: { kind: 'grant', kinds: ['grant'], writes: true, tables: [write('customers')] } },
     { name: 'GRANT of a role is a role change', sql: 'GRANT pg_read_server_files TO alice', expected: { kind: 'role', ddlObject: 'role', ddlAction: 'alter' } },
+    { name: 'CREATE VIEW changes what its name stands for', sql: 'CREATE OR REPLACE VIEW v AS SELECT * FROM payments', expected: { redefinedNames: ['v'] } },
+    { name: 'RENAME changes what both names stand for', sql: 'ALTER VIEW v RENAME TO w', expected: { redefinedNames: ['v', 'w'] } },
+    { name: 'RENAME COLUMN changes what its table stands for', sql: 'ALTER TABLE customers RENAME COLUMN email TO mail', expected: { redefinedNames: ['customers', 'mail'] } },
+    { name: 'SET SCHEMA changes what its name stands for', sql: 'ALTER TABLE t SET SCHEMA other', expected: { redefinedNames: ['t'] } },
+    { name: 'CREATE MATERIALIZED VIEW redefines a name and runs its query', sql: 'CREATE MATERIALIZED VIEW mv AS SELECT * FROM payments', expected: { redefinedNames: ['mv'], runsQuery: true } },
+    { name: 'CREATE TABLE AS runs its query', sql: 'CREATE TABLE t AS SELECT * FROM payments', expected: { runsQuery: true } },
+    { name: 'SELECT INTO runs its query', sql: 'SELECT * INTO t FROM payments', expected: { runsQuery: true } },
+    {
+      name: 'CREATE RULE writes the tables its actions write, from then on',
+      sql: 'CREATE RULE r AS ON UPDATE TO harmless DO INSTEAD UPDATE payments SET amount_cents = 0',
+      expected: { ddlObject: 'rule', ddlAction: 'create', redefinedNames: ['harmless', 'payments'], tables: [write('harmless'), write('payments')] },
+    },
     { name: 'CREATE ROLE', sql: 'CREATE ROLE x LOGIN SUPERUSER', expected: { kind: 'role', ddlObject: 'role', ddlAction: 'create' } },
     { name: 'DROP ROLE', sql: 'DROP ROLE x', expected: { kind: 'role', ddlObject: 'role', ddlAction: 'drop' } },
   ];
   it.each(cases)('$name', ({ sql, expected }) => {
     expect(only(sql)).toMatchObject(expected);
+  });
+
+  it('DDL that only adds to a relation does not redefine it, nor run a query', () => {
+    const info = only('ALTER TABLE customers ADD COLUMN note text');
+    expect(info.redefinedNames).toBeUndefined();
+    expect(info.runsQuery).toBeUndefined();
   });
 });
 

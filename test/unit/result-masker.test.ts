@@ -34,6 +34,7 @@ function keys(styles: Array<[number, MaskStyle]>, derived: Array<[number, number
     policyCatalog: NO_CATALOG,
     relationNames: null,
     readAt: 0,
+    complete: true,
     relations: new Set([CUSTOMERS, VIEW]),
     unknownRelationStyle: 'partial',
   };

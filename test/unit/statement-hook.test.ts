@@ -57,4 +57,17 @@ describe('statement hook', () => {
     expect(hook.decideStatement(connection(), { step: 'parse', text }).action).toBe('allow');
     expect(hook.decideStatement(inArchive, { step: 'parse', text }).action).toBe('deny');
   });
+
+  it('tells which relations statements use, redefine, and use after redefining them in the same message', () => {
+    const decide = (text: string) => hook.decideStatement(connection(), { step: 'query', text });
+    expect(decide('create view v as select * from orders')).toMatchObject({ redefinedNames: ['v'] });
+    expect(decide('create view v as select * from orders').usedRelations).toBeUndefined();
+    expect(decide('select 1').usedRelations).toBeUndefined();
+    expect(decide('create table t as select * from orders')).toMatchObject({ usedRelations: ['t', 'orders'] });
+    expect(decide('update orders set status = $1')).toMatchObject({ usedRelations: ['orders'] });
+    expect(decide('alter table orders rename to archived_orders')).toMatchObject({ redefinedNames: ['orders', 'archived_orders'] });
+    expect(decide('create view v as select * from orders; update v set status = 1')).toMatchObject({ usedAfterRedefinition: ['v'] });
+    expect(decide('create view v as select * from orders; create view w as select * from v').usedAfterRedefinition).toBeUndefined();
+    expect(decide('update orders set status = 1; create view v as select * from orders').usedAfterRedefinition).toBeUndefined();
+  });
 });

@@ -62,6 +62,11 @@ export interface MaskedColumnKeys {
   readonly relationNames: ReadonlySet<string> | null;
   /** When the read started (`now()` of the catalog): the snapshot is at least this old. */
   readonly readAt: number;
+  /**
+   * False when views were locked exclusively during the read (an open transaction is changing them): their
+   * definitions are unknown and treated as unanalysable, and the snapshot is read again after INCOMPLETE_MAX_AGE_MS.
+   */
+  readonly complete: boolean;
 }
 
 export const NO_MASKED_COLUMNS: MaskedColumnKeys = {
@@ -74,6 +79,7 @@ export const NO_MASKED_COLUMNS: MaskedColumnKeys = {
   policyCatalog: NO_CATALOG,
   relationNames: null,
   readAt: 0,
+  complete: true,
 };
 
 export function columnKey(tableOid: number, attnum: number): string {
@@ -85,6 +91,12 @@ const READ_ATTEMPTS = 3;
 
 /** How long a resolution is used before it is read again, when nothing showed it stale earlier. */
 export const CATALOG_MAX_AGE_MS = 60_000;
+
+/** How long a resolution that found views locked is used (MaskedColumnKeys.complete). */
+const INCOMPLETE_MAX_AGE_MS = 2_000;
+
+/** How long a catalog read waits for a lock on a view (one taken after the read looked for locked views). */
+const LOCK_TIMEOUT_MS = 2_000;
 
 interface CacheEntry {
   keys: Promise<MaskedColumnKeys>;
@@ -192,7 +204,8 @@ export class MaskedColumnCatalog {
   }
 
   private isFresh(entry: CacheEntry): boolean {
-    return this.now() - entry.readAt < this.maxAgeMs;
+    const maxAge = entry.resolved?.complete === false ? Math.min(INCOMPLETE_MAX_AGE_MS, this.maxAgeMs) : this.maxAgeMs;
+    return this.now() - entry.readAt < maxAge;
   }
 
   private async lookup(target: TargetConfig): Promise<MaskedColumnKeys> {
@@ -238,6 +251,10 @@ export class MaskedColumnCatalog {
     const readAt = this.now();
     // One snapshot for every query below, so relations, columns and views agree with each other.
     await client.query('begin isolation level repeatable read read only');
+    // pg_get_viewdef locks the view: a session that holds or awaits an exclusive lock on it (ALTER VIEW, CREATE OR
+    // REPLACE VIEW, DROP in an open transaction) would block the read, and with it every session of the target, the
+    // lock holder's next statement included. Locked views are left out below; this ends a wait on one locked since.
+    await client.query(`set local lock_timeout = '${LOCK_TIMEOUT_MS}ms'`);
     const { rows } = await client.query<{ oid: string; attnum: number; attname: string; position: string }>(
       `select c.oid::int8 as oid, a.attnum, a.attname, m.position
          from unnest($1::text[], $2::text[], $3::text[]) with ordinality as m(schema_name, table_name, column_name, position)
@@ -302,11 +319,19 @@ export class MaskedColumnCatalog {
 
     // pg_get_viewdef prints a name unqualified when this connection's search_path finds it: resolve them the same way.
     const searchPath = await client.query<{ schemas: string[] }>('select current_schemas(true)::text[] as schemas');
-    type ViewRow = { oid: string; schema: string; name: string; definition: string | null; names: string[]; attnums: number[] };
+    type ViewRow = {
+      oid: string; schema: string; name: string; definition: string | null; locked: boolean; names: string[]; attnums: number[];
+    };
     const views = await client.query<ViewRow>(
-      `select c.oid::int8 as oid, n.nspname as schema, c.relname as name, pg_get_viewdef(c.oid) as definition,
+      `with locked as materialized (
+         select relation from pg_locks
+          where locktype = 'relation' and mode = 'AccessExclusiveLock'
+            and database = (select oid from pg_database where datname = current_database()))
+       select c.oid::int8 as oid, n.nspname as schema, c.relname as name, l.locked,
+              case when l.locked then null else pg_get_viewdef(c.oid) end as definition,
               a.names, a.attnums
          from pg_class c
+         cross join lateral (select c.oid in (select relation from locked) as locked) l
          join pg_namespace n on n.oid = c.relnamespace
          cross join lateral (
            -- coalesce: a view may have no columns at all (CREATE VIEW v AS SELECT).
@@ -315,6 +340,8 @@ export class MaskedColumnCatalog {
              from pg_attribute where attrelid = c.oid and attnum > 0 and not attisdropped) a
         where c.relkind in ('v', 'm') and n.nspname not in ('pg_catalog', 'information_schema')`);
     await client.query('commit');
+    // A locked view's definition is unknown (the policy fails closed on it) until a read that finds it unlocked.
+    const complete = views.rows.every((row) => !row.locked);
 
     const failClosedStyle = strictestStyle(this.columns.values());
     const viewDefinitions = views.rows.map((row): ViewDefinition => ({
@@ -342,7 +369,7 @@ export class MaskedColumnCatalog {
     await this.remember(targetName, locations, forPolicy);
     if (this.columns.size === 0) {
       // Nothing is masked on this target: only the policy's view of the views matters.
-      return { ...NO_MASKED_COLUMNS, policyCatalog: forPolicy, relationNames, readAt };
+      return { ...NO_MASKED_COLUMNS, policyCatalog: forPolicy, relationNames, readAt, complete };
     }
     const viewMasks = maskViewColumns({ ...lineageInput, maskedColumns, failClosedStyle });
     const derived = new Map<string, MaskStyle>();
@@ -371,6 +398,7 @@ export class MaskedColumnCatalog {
       policyCatalog: forPolicy,
       relationNames,
       readAt,
+      complete,
     };
   }
 

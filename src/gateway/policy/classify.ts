@@ -156,6 +156,15 @@ export interface StatementInfo {
   /** FETCH returns rows of an SQL cursor, whose query is not in its text (the policy masks them like all results). */
   fetchesCursor?: boolean;
   /**
+   * Relation names (unqualified, as written) whose meaning the statement changes: a view or materialized view
+   * (re)defined, a table given a rule (and the tables its actions write), a foreign table, a relation renamed (both
+   * names) or moved to another schema, a column renamed (its table). Statements judged on the catalog as it was would
+   * misjudge those names. Absent for other statements.
+   */
+  redefinedNames?: string[];
+  /** DDL that runs a query now (CREATE TABLE AS, SELECT INTO, CREATE MATERIALIZED VIEW): it reads data, not just names. */
+  runsQuery?: boolean;
+  /**
    * Names of prepared statements and portals the statement creates or drops in SQL (PREPARE, DEALLOCATE, DECLARE,
    * CLOSE, DISCARD ALL); `name` null: all of them. A name the proxy saw bound may mean another statement after it.
    */
@@ -318,8 +327,10 @@ class StatementAnalysis {
   private readonly inference = new InferenceCollector();
   /** The call of a statement that is only `SELECT f(…)` (bareSelectCall): it runs exactly once. */
   private bareCall: Fields | undefined;
-  /** StatementInfo.fetchesCursor and namesChanged. */
+  /** StatementInfo.fetchesCursor, redefinedNames (the names written, and these), runsQuery and namesChanged. */
   fetchesCursor = false;
+  redefinedNames: string[] | undefined;
+  runsQuery = false;
   readonly namesChanged: NameChange[] = [];
 
   /** Walks one statement node (`{ SelectStmt: {...} }`, `{ DoStmt: {...} }`, …). */
@@ -369,6 +380,11 @@ class StatementAnalysis {
     if (this.ddlObject !== undefined) info.ddlObject = this.ddlObject;
     if (this.ddlAction !== undefined) info.ddlAction = this.ddlAction;
     if (this.fetchesCursor) info.fetchesCursor = true;
+    if (this.redefinedNames !== undefined) {
+      const written = info.tables.filter((table) => table.access === 'write').map((table) => table.name);
+      info.redefinedNames = [...new Set([...written, ...this.redefinedNames])];
+    }
+    if (this.runsQuery) info.runsQuery = true;
     if (this.namesChanged.length > 0) info.namesChanged = this.namesChanged;
     return info;
   }
@@ -612,6 +628,7 @@ const selectHandler: NodeHandler = (a, node, scope) => {
     // SELECT … INTO t is CREATE TABLE t AS SELECT …
     a.setKind('ddl', scope, true, ['table', 'create']);
     a.markWrite(scope);
+    a.runsQuery = true;
     const rel = into['rel'] as Fields | undefined;
     if (rel) a.addTable(rel, 'write', scope, true);
   } else {
@@ -675,6 +692,18 @@ function ddlHandler(
   };
 }
 
+/**
+ * `handler` for a statement that changes what the relation names it writes stand for (StatementInfo.redefinedNames),
+ * and a relation's new name when it renames one.
+ */
+function redefining(handler: NodeHandler): NodeHandler {
+  return (a, node, scope) => {
+    handler(a, node, scope);
+    a.redefinedNames ??= [];
+    if (typeof node['newname'] === 'string') a.redefinedNames.push(node['newname']);
+  };
+}
+
 const fixed = (object: DdlObject, action: DdlAction) => (): readonly [DdlObject, DdlAction] => [object, action];
 const byObjectType = (field: string, action: DdlAction) => (node: Fields): readonly [DdlObject, DdlAction] =>
   [ddlObjectOf(node[field]), action];
@@ -691,9 +720,27 @@ const dropHandler: NodeHandler = (a, node, scope) => {
   }
 };
 
+/**
+ * CREATE RULE. Its actions run whenever its event happens on its table, from then on: the tables they write count as
+ * written by creating it, which opens a standing path to them (a rule on another table that turns its updates into
+ * updates of `payments` is held by a rule holding writes to `payments`, like an update of `payments` itself).
+ */
+const ruleHandler: NodeHandler = (a, node, scope) => {
+  redefining(ddlHandler(fixed('rule', 'create')))(a, node, scope);
+  for (const action of asArray(node['actions'])) {
+    const [type, statement] = singleEntry(action as Fields);
+    if (statement === undefined || !(type === 'InsertStmt' || type === 'UpdateStmt' || type === 'DeleteStmt' || type === 'MergeStmt')) continue;
+    const relation = statement['relation'] as Fields | undefined;
+    if (relation) a.addTable(relation, 'write', { ...scope, executes: true }, true);
+  }
+};
+
 const createTableAsHandler: NodeHandler = (a, node, scope) => {
-  a.setKind('ddl', scope, true, [ddlObjectOf(node['objtype']), 'create']);
+  const object = ddlObjectOf(node['objtype']);
+  a.setKind('ddl', scope, true, [object, 'create']);
   a.markWrite(scope);
+  a.runsQuery = true;
+  if (object === 'materialized_view') a.redefinedNames ??= [];
   const rel = (node['into'] as Fields | undefined)?.['rel'] as Fields | undefined;
   if (rel) a.addTable(rel, 'write', scope, true);
   // Unlike a view's query, this one runs now (EXPLAIN ANALYZE CREATE TABLE AS included).
@@ -879,8 +926,8 @@ const HANDLERS: ReadonlyMap<string, NodeHandler> = new Map<string, NodeHandler>(
   // DDL.
   ['DropStmt', dropHandler],
   ['CreateStmt', ddlHandler(fixed('table', 'create'))],
-  ['CreateForeignTableStmt', ddlHandler(fixed('foreign_table', 'create'))],
-  ['ViewStmt', ddlHandler(fixed('view', 'create'))],
+  ['CreateForeignTableStmt', redefining(ddlHandler(fixed('foreign_table', 'create')))],
+  ['ViewStmt', redefining(ddlHandler(fixed('view', 'create')))],
   ['IndexStmt', ddlHandler(fixed('index', 'create'))],
   ['CreateSchemaStmt', ddlHandler(fixed('schema', 'create'))],
   ['CreateExtensionStmt', ddlHandler(fixed('extension', 'create'))],
@@ -903,7 +950,7 @@ const HANDLERS: ReadonlyMap<string, NodeHandler> = new Map<string, NodeHandler>(
   ['AlterTypeStmt', ddlHandler(fixed('type', 'alter'))],
   ['CreatePolicyStmt', ddlHandler(fixed('policy', 'create'))],
   ['AlterPolicyStmt', ddlHandler(fixed('policy', 'alter'))],
-  ['RuleStmt', ddlHandler(fixed('rule', 'create'))],
+  ['RuleStmt', ruleHandler],
   ['CreatePLangStmt', ddlHandler(fixed('language', 'create'))],
   ['CreateFdwStmt', ddlHandler(fixed('foreign_data_wrapper', 'create'))],
   ['AlterFdwStmt', ddlHandler(fixed('foreign_data_wrapper', 'alter'))],
@@ -912,7 +959,7 @@ const HANDLERS: ReadonlyMap<string, NodeHandler> = new Map<string, NodeHandler>(
   ['CreateUserMappingStmt', ddlHandler(fixed('user_mapping', 'create'))],
   ['AlterUserMappingStmt', ddlHandler(fixed('user_mapping', 'alter'))],
   ['DropUserMappingStmt', ddlHandler(fixed('user_mapping', 'drop'))],
-  ['ImportForeignSchemaStmt', ddlHandler(fixed('foreign_table', 'create'))],
+  ['ImportForeignSchemaStmt', redefining(ddlHandler(fixed('foreign_table', 'create')))],
   ['CreateTableSpaceStmt', ddlHandler(fixed('tablespace', 'create'))],
   ['DropTableSpaceStmt', ddlHandler(fixed('tablespace', 'drop'))],
   ['AlterTableSpaceOptionsStmt', ddlHandler(fixed('tablespace', 'alter'))],
@@ -943,8 +990,8 @@ const HANDLERS: ReadonlyMap<string, NodeHandler> = new Map<string, NodeHandler>(
   ['AlterSystemStmt', ddlHandler(fixed('system', 'alter'))],
   ['AlterTableStmt', ddlHandler(byObjectType('objtype', 'alter'))],
   ['ReplicaIdentityStmt', ddlHandler(fixed('table', 'alter'))],
-  ['RenameStmt', ddlHandler((node) => [renamedObject(node), 'alter'])],
-  ['AlterObjectSchemaStmt', ddlHandler(byObjectType('objectType', 'alter'))],
+  ['RenameStmt', redefining(ddlHandler((node) => [renamedObject(node), 'alter']))],
+  ['AlterObjectSchemaStmt', redefining(ddlHandler(byObjectType('objectType', 'alter')))],
   ['AlterOwnerStmt', ddlHandler(byObjectType('objectType', 'alter'))],
   ['AlterObjectDependsStmt', ddlHandler(byObjectType('objectType', 'alter'))],
   ['CommentStmt', ddlHandler(byObjectType('objtype', 'alter'))],

@@ -9,7 +9,7 @@ import type { AuditWriter, EncodedParty } from '../audit/audit-writer.js';
 import type { Identity } from '../identity/credentials.js';
 import type { ErrorFields } from '../wire/backend-messages.js';
 import { SqlState } from '../wire/protocol.js';
-import type { NameChange, StatementOutputs } from './classify.js';
+import type { NameChange, StatementInfo, StatementOutputs } from './classify.js';
 import type { CachedDecision, DecisionCache, DecisionScope } from './decision-cache.js';
 import type { DerivedOutputs, Policy } from './policy.js';
 import type { PolicyCatalog } from './target-catalog.js';
@@ -71,7 +71,33 @@ export interface StatementDecision {
    * target's catalog read again first when one is not in it: it may be a view the policy must see through.
    */
   relations?: readonly string[];
+  /**
+   * Relation names whose meaning it changes (CREATE VIEW, a rename…: classify.ts `redefinedNames`). Until that
+   * commits, the catalog the gateway reads does not show it (the uncommitted-schema guard of client-session.ts).
+   */
+  redefinedNames?: readonly string[];
+  /** Tables it creates (CREATE TABLE, CREATE TABLE AS, SELECT INTO): plain tables, whatever the catalog says yet. */
+  createdTables?: readonly string[];
+  /** The relations it uses beyond defining objects over them (`namesUsed`). */
+  usedRelations?: readonly string[];
+  /**
+   * The relations its statements use after one of them redefined relation names: the whole message is judged before
+   * any of it runs, on a catalog without the change.
+   */
+  usedAfterRedefinition?: readonly string[];
 }
+
+/**
+ * Statements that use relations after a change to what relation names stand for, before it is committed: the
+ * catalog the gateway judges on (read on a connection of its own) does not show the change yet.
+ */
+export const UNCOMMITTED_SCHEMA = {
+  rule: 'builtin:uncommitted-schema',
+  message: 'dbgate: this session changed the schema in this transaction (CREATE VIEW, a rename…) and dbgate judges statements on the committed schema, which does not show that change yet',
+  hint: 'COMMIT (or ROLLBACK) the schema change first, then run this statement; statements that name no relation, and DDL that only defines objects, still run meanwhile',
+  sameMessage: 'dbgate: this message uses relations after changing the schema (CREATE VIEW, a rename…) in the same message, and dbgate judges statements on the committed schema, which does not show that change before it commits',
+  sameMessageHint: 'send the schema change in a message of its own (and COMMIT it if you are in a transaction block), then the statements that use it',
+};
 
 export interface CompletedStatement {
   step: ProtocolStep;
@@ -244,12 +270,23 @@ function statementDecision({ decision, classification }: CachedDecision, searchP
   const relations = [...new Set(classification.statements
     .filter((statement) => !statement.kinds.includes('ddl'))
     .flatMap((statement) => statement.tables.map((table) => table.name)))];
+  const redefining = classification.statements.findIndex((statement) => statement.redefinedNames !== undefined);
+  const redefinedNames = [...new Set(classification.statements.flatMap((statement) => statement.redefinedNames ?? []))];
+  const usedRelations = namesUsed(classification.statements);
+  const createdTables = [...new Set(classification.statements
+    .filter((statement) => statement.ddlObject === 'table' && statement.ddlAction === 'create')
+    .flatMap((statement) => statement.tables.filter((table) => table.access === 'write').map((table) => table.name)))];
+  const usedAfterRedefinition = redefining < 0 ? [] : namesUsed(classification.statements.slice(redefining + 1));
   const common = {
     rule: decision.ruleId,
     changesSchema,
     ...(searchPathChanged ? { searchPathAfter: decision.searchPath } : {}),
     ...(namesChanged.length > 0 ? { namesChanged } : {}),
     ...(relations.length > 0 ? { relations } : {}),
+    ...(redefinedNames.length > 0 ? { redefinedNames } : {}),
+    ...(usedRelations.length > 0 ? { usedRelations } : {}),
+    ...(createdTables.length > 0 ? { createdTables } : {}),
+    ...(usedAfterRedefinition.length > 0 ? { usedAfterRedefinition } : {}),
   };
   if (decision.action === 'deny' || decision.action === 'hold') {
     return { ...refusal(decision.ruleId, decision.message, decision.hint, decision.action), ...common };
@@ -268,4 +305,17 @@ function statementDecision({ decision, classification }: CachedDecision, searchP
     };
   }
   return { ...common, action: decision.action };
+}
+
+/**
+ * The relations the statements use as they are now: those they name, but for DDL that only defines objects over them
+ * (a view's query runs when the view is used, and is judged then).
+ */
+function namesUsed(statements: readonly StatementInfo[]): string[] {
+  const names = new Set<string>();
+  for (const statement of statements) {
+    if (statement.runsQuery !== true && statement.kinds.every((kind) => kind === 'ddl')) continue;
+    for (const table of statement.tables) names.add(table.name);
+  }
+  return [...names];
 }

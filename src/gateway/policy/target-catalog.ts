@@ -29,8 +29,9 @@
  * reads of its table are refused until the policy names it as it is now — masking cannot find its values.
  *
  * Names resolve like the policy's table names: a qualified reference names the relation in that schema; an
- * unqualified one counts every relation of that name in a schema of the session's search_path (over-matching a
- * restriction is the safe direction; permission rules never match tables reached through a view).
+ * unqualified one counts every relation of that name in a schema of the session's search_path, and every temporary
+ * view of that name (over-matching a restriction is the safe direction; permission rules never match tables reached
+ * through a view).
  */
 import { createHash } from 'node:crypto';
 import type { InferenceColumn, OutputColumn, StatementInfo, TableColumn, TableRef } from './classify.js';
@@ -188,11 +189,22 @@ function columnLabel(used: TableColumn): string {
   return `${used.schema === null ? used.table : `${used.schema}.${used.table}`}.${used.column}`;
 }
 
-/** The views a reference can name: in its schema, or (unqualified) in any schema the name resolves through. */
+/**
+ * The views a reference can name: in its schema, or (unqualified) in any schema the name resolves through. A session's
+ * temporary views live in a schema `pg_temp_N` of its own, which its unqualified names search first and `pg_temp`
+ * names; the catalog is read on another connection and cannot tell whose each one is, so every session's count.
+ */
 function relationsNamed(views: PolicyCatalog['views'], schema: string | null, name: string, schemas: readonly string[]): PolicyView[] {
   const named = views.get(name);
   if (named === undefined) return [];
-  return named.filter((view) => (schema === null ? schemas.includes(view.schema.toLowerCase()) : view.schema === schema));
+  return named.filter((view) => {
+    if (schema === null) return schemas.includes(view.schema.toLowerCase()) || isTemporarySchema(view.schema);
+    return view.schema === schema || (schema === 'pg_temp' && isTemporarySchema(view.schema));
+  });
+}
+
+function isTemporarySchema(schema: string): boolean {
+  return /^pg_temp_\d+$/.test(schema);
 }
 
 function tableKey(schema: string | null, name: string, access: TableRef['access']): string {

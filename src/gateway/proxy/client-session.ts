@@ -18,7 +18,7 @@ import type { AuditWriter } from '../audit/audit-writer.js';
 import { CredentialRejected, type CredentialAuthority, type Identity } from '../identity/credentials.js';
 import type { Logger } from '../log.js';
 import {
-  refusal, type CompletedStatement, type ConnectionContext, type ProtocolStep, type SessionPolicyState, type StatementDecision, type StatementHook,
+  refusal, UNCOMMITTED_SCHEMA, type CompletedStatement, type ConnectionContext, type ProtocolStep, type SessionPolicyState, type StatementDecision, type StatementHook,
 } from '../policy/statement-hook.js';
 import { isUuid, type StateStore } from '../store/state-store.js';
 import {
@@ -261,6 +261,19 @@ export class ClientSession {
   private sessionChangeInPipeline = false;
   /** Client messages wait until everything sent is answered (`holdUntilAnswered`). */
   private heldForAnswers = false;
+  /**
+   * DDL ran in the transaction still open. The catalog the gateway reads on its own connection does not show it
+   * before the commit; when the transaction ends, the catalog is read again (endOfTransactionSchema).
+   */
+  private schemaChangedInTransaction = false;
+  /**
+   * Relation names whose meaning DDL of the open transaction changed (CREATE VIEW, a rename…). Until it ends,
+   * statements that use them — or views, which may read them, or relations the catalog does not know — are refused
+   * (UNCOMMITTED_SCHEMA, `uncommittedSchemaRefusal`).
+   */
+  private readonly redefinedNames = new Set<string>();
+  /** Tables created in the open transaction: plain tables, though the catalog does not know them yet. */
+  private readonly createdTables = new Set<string>();
   private readonly loginTimer: NodeJS.Timeout;
   private readonly onClientData = (chunk: Buffer): void => this.receive(chunk);
 
@@ -751,6 +764,8 @@ export class ClientSession {
           statement = judgedStatement(statement.text, decision, context.session);
           this.statements.set(statementName.value, statement);
         }
+        const uncommitted = this.uncommittedSchemaRefusal(statement.decision);
+        if (uncommitted !== undefined) statement = { ...statement, decision: uncommitted };
         if (isRefusal(statement.decision)) {
           this.portals.delete(portal.value);
           this.track(this.entry('refused-step', 'bind', statement.text, now, statement.decision));
@@ -778,6 +793,14 @@ export class ClientSession {
           // Its rows would pass unjudged and unmasked: `DECLARE c CURSOR FOR SELECT email …`, then Execute "c".
           const refused = refusal(UNKNOWN_PORTAL.rule, UNKNOWN_PORTAL.message, UNKNOWN_PORTAL.hint);
           this.track(this.entry('refused-step', 'execute', `<Execute of portal "${portal}", not bound through dbgate>`, now, refused));
+          toUpstream.push(serialize.parse({ name: '', text: DENIAL_PLACEHOLDER_SQL }));
+          return true;
+        }
+        // Bound before a change to the search_path or the schema: a view replaced since is planned again when it runs.
+        const refused = this.sessionChangeInPipeline ? sessionChangePending() : this.uncommittedSchemaRefusal(prepared.decision);
+        if (refused !== undefined) {
+          this.portals.delete(portal);
+          this.track(this.entry('refused-step', 'execute', prepared.text, now, refused));
           toUpstream.push(serialize.parse({ name: '', text: DENIAL_PLACEHOLDER_SQL }));
           return true;
         }
@@ -886,7 +909,36 @@ export class ClientSession {
       // catalog knows are masked: FETCH would return the computed values with nothing to tell them apart.
       return refusal(MASKED_CURSOR.ruleId, MASKED_CURSOR.message, MASKED_CURSOR.hint);
     }
-    return decision;
+    return this.uncommittedSchemaRefusal(decision) ?? decision;
+  }
+
+  /**
+   * The refusal of a statement judged on a catalog that lacks a change to what relation names stand for: one made
+   * earlier in the open transaction (`uncommittedSchema`), or earlier in the same message. Undefined when the
+   * statement may run, or when nothing on the target reads the catalog (no rule or mask depends on what names mean).
+   */
+  private uncommittedSchemaRefusal(decision: StatementDecision): StatementDecision | undefined {
+    if (isRefusal(decision) || this.maskedKeys.relationNames === null) return undefined;
+    const sameMessage = decision.usedAfterRedefinition;
+    if (sameMessage?.some((name) => this.mayStandForAnother(name, decision.redefinedNames))) {
+      return refusal(UNCOMMITTED_SCHEMA.rule, UNCOMMITTED_SCHEMA.sameMessage, UNCOMMITTED_SCHEMA.sameMessageHint);
+    }
+    if (this.redefinedNames.size > 0 && decision.usedRelations?.some((name) => this.mayStandForAnother(name))) {
+      return refusal(UNCOMMITTED_SCHEMA.rule, UNCOMMITTED_SCHEMA.message, UNCOMMITTED_SCHEMA.hint);
+    }
+    return undefined;
+  }
+
+  /**
+   * Whether a relation name may stand for another relation than in the catalog, after uncommitted redefinitions: it was
+   * redefined (here, or earlier in the same message), the catalog does not know it and it is no table created in this
+   * transaction, or it is a view, which may read a redefined one. A table the catalog knows is what it was.
+   */
+  private mayStandForAnother(name: string, alsoRedefined?: readonly string[]): boolean {
+    if (this.redefinedNames.has(name) || alsoRedefined?.includes(name) === true) return true;
+    const known = this.maskedKeys.relationNames;
+    if (known === null || this.maskedKeys.policyCatalog.views.has(name)) return true;
+    return !known.has(name) && !this.createdTables.has(name);
   }
 
   private entry(kind: InFlight['kind'], step: ProtocolStep, text: string, now: number, decision: StatementDecision,
@@ -1036,12 +1088,12 @@ export class ClientSession {
         return head?.decision.action === 'mask' ? this.maskedServerMessage(head, BackendCode.NoticeResponse, parseErrorFields(body)) : 'forward';
       case BackendCode.ReadyForQuery: {
         this.transactionStatus = body[0] ?? TransactionStatus.Idle;
-        if (!head) return 'forward';
-        if (head.kind === 'sync') this.inFlight.shift();
-        else if (head.kind === 'query' || head.kind === 'function-call') {
+        if (head?.kind === 'sync') this.inFlight.shift();
+        else if (head?.kind === 'query' || head?.kind === 'function-call') {
           const outcome = isRefusal(head.decision) ? 'denied' : head.sqlState ? 'error' : 'ok';
           this.finish(head, outcome, head.rows || this.dataRows - head.dataRowsAtStart);
         }
+        this.endOfTransactionSchema();
         return 'forward';
       }
       default:
@@ -1145,6 +1197,13 @@ export class ClientSession {
       this.maskedInFlight -= 1;
       if (this.maskedInFlight === 0 && this.relay) this.relay.inspectDataRows = false;
     }
+    if (entry.decision.changesSchema && !isRefusal(entry.decision) && outcome !== 'skipped') {
+      // Failed or not, part of it may have run and committed (`…; COMMIT; <error>` in one message): read again once
+      // the transaction ends (endOfTransactionSchema).
+      this.schemaChangedInTransaction = true;
+      for (const name of entry.decision.redefinedNames ?? []) this.redefinedNames.add(name);
+      for (const name of entry.decision.createdTables ?? []) this.createdTables.add(name);
+    }
     if (outcome === 'ok') this.applySessionEffects(entry.decision);
     else if (entry.decision.searchPathAfter && outcome === 'error') {
       // Part of a failed message may have run (a SET before a COMMIT before the error).
@@ -1179,11 +1238,20 @@ export class ClientSession {
       this.searchPathChangedSinceIdle = true;
       this.doubtSearchPath();
     }
-    if (decision.changesSchema && this.target) {
-      // Masked columns may have moved (dropped and re-added), views may read other columns: the next statement
-      // waits for the catalog to be read again (adoptMaskingCatalog).
-      this.deps.maskCatalog.invalidate(this.target.name);
-    }
+  }
+
+  /**
+   * A ReadyForQuery outside a transaction block after DDL: it is committed (or rolled back). Masked columns may have
+   * moved (dropped and re-added), views may read other columns, names may stand for other relations: every session's
+   * next statement waits for the catalog to be read again (adoptMaskingCatalog). Read earlier, while the transaction
+   * was open, the catalog could not have shown the change.
+   */
+  private endOfTransactionSchema(): void {
+    if (!this.schemaChangedInTransaction || this.transactionStatus !== TransactionStatus.Idle || !this.target) return;
+    this.schemaChangedInTransaction = false;
+    this.redefinedNames.clear();
+    this.createdTables.clear();
+    this.deps.maskCatalog.invalidate(this.target.name);
   }
 
   // ── search_path ──────────────────────────────────────────────────────────────────────────────────────────────
@@ -1230,6 +1298,7 @@ export class ClientSession {
       case BackendCode.ReadyForQuery: {
         this.inFlight.shift();
         this.transactionStatus = body[0] ?? TransactionStatus.Idle;
+        this.endOfTransactionSchema();
         if (this.maskedInFlight === 0) this.relay!.inspectDataRows = false;
         if (entry.sqlState === undefined && entry.rows === 1) {
           this.setSearchPath(startupSearchPath(entry.text));
