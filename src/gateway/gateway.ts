@@ -9,7 +9,7 @@ import type { GatewayConfig } from './config/load.js';
 import { CredentialAuthority } from './identity/credentials.js';
 import { IdpTokenVerifier } from './identity/idp-verifier.js';
 import { createJsonLogger, type Logger } from './log.js';
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { createPolicyStatementHook, type StatementHook } from './policy/statement-hook.js';
 import { loadStatementParser } from './policy/classify.js';
 import { DecisionCache } from './policy/decision-cache.js';
@@ -77,6 +77,26 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
 
   // Shared in the store: a cancel may reach another gateway than the connection's behind a load balancer.
   const cancelKeys = new CancelKeyRegistry({ store, targets: config.targets, log });
+  // Schema changes committed through one gateway make every gateway sharing the store read the catalog again.
+  const instance = randomUUID();
+  const maskCatalog = new MaskedColumnCatalog(maskedColumns, {
+    // Rules that name tables must see through views (policy/target-catalog.ts), masked columns or not.
+    policyReadsViews: (config.policy?.rules ?? []).some((rule) => rule.match.tables !== undefined),
+    locations: {
+      load: (target) => store.maskedColumnLocations(target),
+      save: (target, locations) => store.saveMaskedColumnLocations(target, locations),
+    },
+    log,
+    announceSchemaChange: (target) => {
+      store.announceSchemaChange(instance, target).catch((error: Error) =>
+        log.log('warn', 'catalog.announce_failed', { target, reason: error.message }));
+    },
+  });
+  const stopListening = store.listenForSchemaChanges(instance, (target) => {
+    if (target === undefined) maskCatalog.invalidateAll();
+    else maskCatalog.invalidate(target);
+    log.log('info', 'catalog.changed_elsewhere', { target: target ?? '*' });
+  }, (error) => log.log('warn', 'catalog.listen_failed', { reason: error.message }));
   const listener = new PgListener({
     config,
     credentials,
@@ -86,15 +106,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
     cancelKeys,
     secureContext,
     log,
-    // Rules that name tables must see through views (policy/target-catalog.ts), masked columns or not.
-    maskCatalog: new MaskedColumnCatalog(maskedColumns, {
-      policyReadsViews: (config.policy?.rules ?? []).some((rule) => rule.match.tables !== undefined),
-      locations: {
-        load: (target) => store.maskedColumnLocations(target),
-        save: (target, locations) => store.saveMaskedColumnLocations(target, locations),
-      },
-      log,
-    }),
+    maskCatalog,
     maskers: {
       partial: createMasker('partial', hashKey),
       redact: createMasker('redact', hashKey),
@@ -122,6 +134,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
   } catch (error) {
     await listener.close();
     await cancelKeys.close();
+    await stopListening();
     await store.close();
     throw error;
   }
@@ -145,7 +158,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
       closing ??= (async () => {
         clearInterval(revocationTimer);
         await Promise.allSettled([listener.close(), api.close()]);
-        await Promise.allSettled([audit.close(), cancelKeys.close()]);
+        await Promise.allSettled([audit.close(), cancelKeys.close(), stopListening()]);
         await store.close();
         log.log('info', 'gateway.stopped');
       })();

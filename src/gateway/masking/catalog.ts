@@ -6,7 +6,8 @@
  * ## Freshness
  *
  * A resolution is a snapshot of the target's catalog; it goes stale when tables or views change. It is read again:
- * - after DDL that ran through the gateway (the session that ran it invalidates it);
+ * - after DDL that ran through the gateway, once its transaction ended (the session that ran it invalidates it, and
+ *   the gateway announces it to the other gateways sharing its state store, which invalidate theirs);
  * - when a masked result names a relation the snapshot does not know — a table or view created directly on the
  *   database, say by a migration. The columns of that relation are masked whole in that result (nothing is known
  *   about them yet: fail closed), and the next statement waits for the catalog to be read again;
@@ -133,6 +134,8 @@ export interface MaskedColumnCatalogOptions {
   policyReadsViews?: boolean;
   /** See CATALOG_MAX_AGE_MS. */
   maxAgeMs?: number;
+  /** Tells the other gateways sharing the state store of a committed schema change (`schemaChanged`). */
+  announceSchemaChange?: (targetName: string) => void;
   /** The clock (tests). */
   now?: () => number;
 }
@@ -149,6 +152,7 @@ export class MaskedColumnCatalog {
   private readonly policyReadsViews: boolean;
   private readonly locations: MaskedColumnLocations | undefined;
   private readonly log: Logger | undefined;
+  private readonly announceSchemaChange: ((targetName: string) => void) | undefined;
   /** Per target, where each masked column was found last (loaded from `locations` at the first read). */
   private readonly found = new Map<string, Map<string, ColumnLocation>>();
   /** Per target, the renamed and missing columns its last read reported: each is logged when it appears. */
@@ -167,6 +171,7 @@ export class MaskedColumnCatalog {
     this.log = options.log;
     this.maxAgeMs = options.maxAgeMs ?? CATALOG_MAX_AGE_MS;
     this.now = options.now ?? Date.now;
+    this.announceSchemaChange = options.announceSchemaChange;
   }
 
   /** The masked columns of `target`: the cached resolution while it is current, else a new read (shared). */
@@ -201,6 +206,20 @@ export class MaskedColumnCatalog {
     const entry = this.cache.get(targetName);
     if (entry === undefined || (stale !== undefined && entry.resolved !== stale)) return;
     this.cache.delete(targetName);
+  }
+
+  /** Forget every target's resolution (schema changes may have been missed: catalog.ts module comment). */
+  invalidateAll(): void {
+    this.cache.clear();
+  }
+
+  /**
+   * A schema change on `targetName` committed through this gateway: forget the resolution here, and have the other
+   * gateways sharing the state store forget theirs.
+   */
+  schemaChanged(targetName: string): void {
+    this.invalidate(targetName);
+    this.announceSchemaChange?.(targetName);
   }
 
   private isFresh(entry: CacheEntry): boolean {

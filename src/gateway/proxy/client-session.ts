@@ -1251,7 +1251,7 @@ export class ClientSession {
     this.schemaChangedInTransaction = false;
     this.redefinedNames.clear();
     this.createdTables.clear();
-    this.deps.maskCatalog.invalidate(this.target.name);
+    this.deps.maskCatalog.schemaChanged(this.target.name);
   }
 
   // ── search_path ──────────────────────────────────────────────────────────────────────────────────────────────

@@ -145,21 +145,28 @@ export interface SessionRecord {
   origin: string;
 }
 
+/** The channel gateways sharing a store announce committed schema changes of their targets on. */
+const SCHEMA_CHANGES_CHANNEL = 'dbgate_schema_changed';
+
+/** How long a lost LISTEN connection waits before it connects again. */
+const LISTEN_RETRY_MS = 1_000;
+
 export class StateStore {
   readonly pool: pg.Pool;
+  private readonly connection: pg.ClientConfig;
 
   constructor(options: StateStoreOptions) {
     // Not `connectionString`: pg lets the URL's (absent) password override an explicit one.
     const url = new URL(options.url);
-    this.pool = new pg.Pool({
+    this.connection = {
       host: decodeURIComponent(url.hostname).replace(/^\[|\]$/g, ''),
       port: Number(url.port || 5432),
       user: decodeURIComponent(url.username),
       database: decodeURIComponent(url.pathname.slice(1)) || decodeURIComponent(url.username),
       ...(options.password ? { password: options.password.reveal() } : {}),
-      max: options.maxConnections ?? 8,
       application_name: 'dbgate-gateway',
-    });
+    };
+    this.pool = new pg.Pool({ ...this.connection, max: options.maxConnections ?? 8 });
     // An idle pooled connection that dies (store restart) must not crash the gateway; the next query reconnects.
     this.pool.on('error', () => {});
   }
@@ -304,6 +311,58 @@ export class StateStore {
     return result.rowCount ?? 0;
   }
 
+  /**
+   * Tells the other gateways sharing this store that a schema change on `target` committed (through gateway
+   * `instance`): the catalog they judge statements on is stale.
+   */
+  async announceSchemaChange(instance: string, target: string): Promise<void> {
+    await this.pool.query('select pg_notify($1, $2)', [SCHEMA_CHANGES_CHANNEL, JSON.stringify({ instance, target })]);
+  }
+
+  /**
+   * Calls `onChange(target)` for each schema change another gateway than `instance` announces, on a connection of its
+   * own that LISTENs. A lost connection is opened again after a second; announcements made meanwhile were missed,
+   * so `onChange(undefined)` (every target) follows each reconnection. Returns what stops listening.
+   */
+  listenForSchemaChanges(instance: string, onChange: (target: string | undefined) => void, onError: (error: Error) => void):
+    () => Promise<void> {
+    let client: pg.Client | undefined;
+    let stopped = false;
+    let retry: NodeJS.Timeout | undefined;
+    const connect = (reconnecting: boolean): void => {
+      const current = new pg.Client({ ...this.connection, application_name: 'dbgate-gateway schema changes' });
+      client = current;
+      let failed = false;
+      const fail = (error: Error): void => {
+        if (failed || stopped) return;
+        failed = true;
+        onError(error);
+        current.end().catch(() => {});
+        retry = setTimeout(() => connect(true), LISTEN_RETRY_MS);
+        retry.unref();
+      };
+      current.on('error', fail);
+      current.on('end', () => fail(new Error('the connection to the state store ended')));
+      current.on('notification', (message) => {
+        if (message.channel !== SCHEMA_CHANGES_CHANNEL || message.payload === undefined) return;
+        const announced = parseAnnouncement(message.payload);
+        if (announced === undefined) onChange(undefined);
+        else if (announced.instance !== instance) onChange(announced.target);
+      });
+      current.connect()
+        .then(() => current.query(`listen ${SCHEMA_CHANGES_CHANNEL}`))
+        .then(() => {
+          if (reconnecting && !stopped) onChange(undefined);
+        }, fail);
+    };
+    connect(false);
+    return async () => {
+      stopped = true;
+      clearTimeout(retry);
+      await client?.end().catch(() => {});
+    };
+  }
+
   async close(): Promise<void> {
     await this.pool.end();
   }
@@ -318,6 +377,17 @@ export class StateStore {
       });
     }
   }
+}
+
+/** An announcement of `announceSchemaChange`; undefined when it is not one (anyone may NOTIFY: read it as "all"). */
+function parseAnnouncement(payload: string): { instance: string; target: string } | undefined {
+  try {
+    const parsed = JSON.parse(payload) as { instance?: unknown; target?: unknown };
+    if (typeof parsed.instance === 'string' && typeof parsed.target === 'string') return { instance: parsed.instance, target: parsed.target };
+  } catch {
+    // Not JSON.
+  }
+  return undefined;
 }
 
 /** A valid UUID, so a malformed `sid` cannot become a SQL error that leaks through. */
