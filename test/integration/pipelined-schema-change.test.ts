@@ -7,58 +7,37 @@
  * An in-process gateway with a policy of this file's own (a hold rule on one table, DDL allowed) and a database of
  * its own on the shared cluster.
  */
-import { randomBytes } from 'node:crypto';
-import pg from 'pg';
 import { serialize } from 'pg-protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningGateway } from '../../src/gateway/gateway.js';
 import { silentLogger } from '../../src/gateway/log.js';
-import { gatewayConfigDir, issueTestCredential, type GatewayConfigDir } from '../support/in-process-gateway.js';
-import { RawClient } from '../support/raw-client.js';
-import { directClient } from '../support/stack.js';
+import { createGuardedDatabase, holdGuardedWrites, login as loginTo, type GuardedDatabase } from '../support/guarded-database.js';
+import { gatewayConfigDir, type GatewayConfigDir } from '../support/in-process-gateway.js';
+import type { RawClient } from '../support/raw-client.js';
 
 const TARGET = 'schema-change-target';
 const GROUP = 'schema-changers';
 
 describe('statements behind DDL are judged on the catalog the DDL leaves', () => {
-  const database = `schema_change_${randomBytes(4).toString('hex')}`;
-  let admin: pg.Client;
-  let target: pg.Client;
+  let database: GuardedDatabase;
   let dir: GatewayConfigDir | undefined;
   let gateway: RunningGateway | undefined;
 
-  /** The guarded row's version: its xmin moves with every UPDATE that reaches it. */
-  async function guardedVersion(): Promise<string> {
-    return (await target.query<{ xmin: string }>('select xmin::text from probe_guarded where id = 1')).rows[0]!.xmin;
-  }
-
+  const guardedVersion = (): Promise<string> => database.guardedVersion();
   /** A fresh connection: its catalog is read for its first statement, so it is younger than the recheck interval. */
-  async function login(): Promise<RawClient> {
-    const subject = `changer-${randomBytes(3).toString('hex')}`;
-    return RawClient.login({
-      host: gateway!.pg.host, port: gateway!.pg.port, user: subject, database: TARGET,
-      password: await issueTestCredential(gateway!, subject, [GROUP], 'pipelined-schema-change-test'),
-    });
-  }
+  const login = (): Promise<RawClient> => loginTo(gateway!, TARGET, GROUP);
 
   beforeAll(async () => {
-    admin = await directClient('postgres');
-    await admin.query(`create database ${database}`);
-    target = await directClient(database);
-    await target.query('create table probe_guarded (id int primary key, n int not null)');
-    await target.query('insert into probe_guarded values (1, 0)');
+    database = await createGuardedDatabase('schema_change');
     dir = await gatewayConfigDir('schema-change');
     gateway = await dir.start({
       ...dir.base,
       targets: {
-        [TARGET]: await dir.clusterTarget(database),
+        [TARGET]: await dir.clusterTarget(database.name),
       },
       policy: {
         grants: [{ groups: [GROUP], targets: [TARGET], access: 'admin' }],
-        rules: [{
-          id: 'hold-guarded-writes', match: { targets: [TARGET], tables: ['public.probe_guarded'], writes: true },
-          action: 'hold', reason: 'writes to probe_guarded need an approval',
-        }],
+        rules: [holdGuardedWrites(TARGET)],
       },
     }, silentLogger);
   });
@@ -66,9 +45,7 @@ describe('statements behind DDL are judged on the catalog the DDL leaves', () =>
   afterAll(async () => {
     await gateway?.close();
     await dir?.remove();
-    await target?.end();
-    await admin?.query(`drop database if exists ${database} with (force)`);
-    await admin?.end();
+    await database?.drop();
   });
 
   it('holds a write through a view created by the Query before it in the same write', async () => {
@@ -76,7 +53,7 @@ describe('statements behind DDL are judged on the catalog the DDL leaves', () =>
     try {
       const before = await guardedVersion();
       const exchange = await client.send([
-        serialize.query('create view probe_view as select * from probe_guarded'),
+        serialize.query('create view probe_view as select * from guarded'),
         serialize.query('update probe_view set n = n + 1 where id = 1'),
       ], 2);
       expect(exchange.errors).toHaveLength(1);
@@ -92,7 +69,7 @@ describe('statements behind DDL are judged on the catalog the DDL leaves', () =>
     try {
       const before = await guardedVersion();
       const exchange = await client.send([
-        serialize.parse({ text: 'create view probe_view2 as select * from probe_guarded' }), serialize.bind({}), serialize.execute({}),
+        serialize.parse({ text: 'create view probe_view2 as select * from guarded' }), serialize.bind({}), serialize.execute({}),
         serialize.parse({ text: 'update probe_view2 set n = n + 1 where id = 1' }), serialize.bind({}), serialize.execute({}),
         serialize.sync(),
       ]);
@@ -102,7 +79,7 @@ describe('statements behind DDL are judged on the catalog the DDL leaves', () =>
       // The refusal failed the pipeline's transaction, and the view with it; created in a pipeline of its own, the
       // write through it is held.
       expect((await client.send([
-        serialize.parse({ text: 'create view probe_view2 as select * from probe_guarded' }), serialize.bind({}), serialize.execute({}),
+        serialize.parse({ text: 'create view probe_view2 as select * from guarded' }), serialize.bind({}), serialize.execute({}),
         serialize.sync(),
       ])).errors).toEqual([]);
       const write = await client.send([

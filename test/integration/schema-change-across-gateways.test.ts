@@ -7,22 +7,21 @@
  * database of this file's own) and the same policy: a hold rule on one table, DDL allowed.
  */
 import { randomBytes } from 'node:crypto';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningGateway } from '../../src/gateway/gateway.js';
 import type { Logger } from '../../src/gateway/log.js';
-import { gatewayConfigDir, issueTestCredential, type GatewayConfigDir } from '../support/in-process-gateway.js';
-import { RawClient } from '../support/raw-client.js';
+import { createGuardedDatabase, holdGuardedWrites, login as loginTo, type GuardedDatabase } from '../support/guarded-database.js';
+import { gatewayConfigDir, type GatewayConfigDir } from '../support/in-process-gateway.js';
+import type { RawClient } from '../support/raw-client.js';
 import { directClient, eventually } from '../support/stack.js';
 
 const TARGET = `shared-schema-${randomBytes(4).toString('hex')}`;
 const GROUP = 'schema-owners';
 
 describe('a schema change through one gateway, seen by another sharing the store', () => {
-  const database = `shared_schema_${randomBytes(4).toString('hex')}`;
   const dirs: GatewayConfigDir[] = [];
-  let admin: pg.Client;
-  let target: pg.Client;
+  let database: GuardedDatabase;
+  let target: GuardedDatabase['client'];
   let gatewayA: RunningGateway | undefined;
   let gatewayB: RunningGateway | undefined;
   /** What B logged of announcements it received. */
@@ -33,33 +32,16 @@ describe('a schema change through one gateway, seen by another sharing the store
     dirs.push(dir);
     return dir.start({
       ...dir.base,
-      targets: { [TARGET]: await dir.clusterTarget(database) },
-      policy: {
-        grants: [{ groups: [GROUP], targets: [TARGET], access: 'admin' }],
-        rules: [{
-          id: 'hold-guarded-writes', match: { targets: [TARGET], tables: ['public.guarded'], writes: true },
-          action: 'hold', reason: 'writes to guarded need an approval',
-        }],
-      },
+      targets: { [TARGET]: await dir.clusterTarget(database.name) },
+      policy: { grants: [{ groups: [GROUP], targets: [TARGET], access: 'admin' }], rules: [holdGuardedWrites(TARGET)] },
     }, log);
   }
 
-  async function login(gateway: RunningGateway): Promise<RawClient> {
-    const subject = `owner-${randomBytes(3).toString('hex')}`;
-    return RawClient.login({
-      host: gateway.pg.host, port: gateway.pg.port, user: subject, database: TARGET,
-      password: await issueTestCredential(gateway, subject, [GROUP], 'schema-change-across-gateways-test'),
-    });
-  }
+  const login = (gateway: RunningGateway): Promise<RawClient> => loginTo(gateway, TARGET, GROUP);
 
   beforeAll(async () => {
-    admin = await directClient('postgres');
-    await admin.query(`create database ${database}`);
-    target = await directClient(database);
-    await target.query('create table guarded (id int primary key, n int not null)');
-    await target.query('insert into guarded values (1, 0)');
-    await target.query('create table harmless (id int primary key, n int not null)');
-    await target.query('insert into harmless values (1, 0)');
+    database = await createGuardedDatabase('shared_schema');
+    target = database.client;
     await target.query('create view swapped as select * from harmless');
     gatewayA = await startGateway('schema-a', { log() {} });
     gatewayB = await startGateway('schema-b', {
@@ -75,9 +57,7 @@ describe('a schema change through one gateway, seen by another sharing the store
     await gatewayA?.close();
     await gatewayB?.close();
     for (const dir of dirs) await dir.remove();
-    await target?.end();
-    await admin?.query(`drop database if exists ${database} with (force)`);
-    await admin?.end();
+    await database?.drop();
   });
 
   it('holds a write through a view replaced through the other gateway, within the catalog\'s usual minute', async () => {
@@ -86,15 +66,14 @@ describe('a schema change through one gateway, seen by another sharing the store
     try {
       // B reads its catalog: swapped reads harmless, so a write through it is not held.
       expect((await onB.query('update swapped set n = n + 1 where id = 1')).errors).toEqual([]);
-      const guardedBefore = (await target.query<{ xmin: string }>('select xmin::text from guarded where id = 1')).rows[0]!.xmin;
+      const guardedBefore = await database.guardedVersion();
 
       expect((await onA.query('create or replace view swapped as select * from guarded')).errors).toEqual([]);
       expect(await eventually(async () => announcedToB.length > 0)).toBe(true);
 
       const write = await onB.query('update swapped set n = n + 1 where id = 1');
       expect(write.errors[0]?.['D']).toBe('rule: hold-guarded-writes');
-      const guardedAfter = (await target.query<{ xmin: string }>('select xmin::text from guarded where id = 1')).rows[0]!.xmin;
-      expect(guardedAfter).toBe(guardedBefore);
+      expect(await database.guardedVersion()).toBe(guardedBefore);
     } finally {
       onA.close();
       onB.close();

@@ -9,39 +9,26 @@
  * An in-process gateway with a policy of this file's own (a hold rule on one table, a masked column, DDL allowed) and
  * a database of its own on the shared cluster.
  */
-import { randomBytes } from 'node:crypto';
-import pg from 'pg';
 import { serialize } from 'pg-protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningGateway } from '../../src/gateway/gateway.js';
 import { silentLogger } from '../../src/gateway/log.js';
-import { gatewayConfigDir, issueTestCredential, type GatewayConfigDir } from '../support/in-process-gateway.js';
-import { RawClient } from '../support/raw-client.js';
-import { directClient } from '../support/stack.js';
+import { createGuardedDatabase, holdGuardedWrites, login as loginTo, type GuardedDatabase } from '../support/guarded-database.js';
+import { gatewayConfigDir, type GatewayConfigDir } from '../support/in-process-gateway.js';
+import type { RawClient } from '../support/raw-client.js';
 
 const TARGET = 'uncommitted-schema-target';
 const GROUP = 'schema-owners';
 const EMAIL = 'ada@example.com';
 
 describe('statements after uncommitted schema changes', () => {
-  const database = `uncommitted_schema_${randomBytes(4).toString('hex')}`;
-  let admin: pg.Client;
-  let target: pg.Client;
+  let database: GuardedDatabase;
+  let target: GuardedDatabase['client'];
   let dir: GatewayConfigDir | undefined;
   let gateway: RunningGateway | undefined;
 
-  /** The guarded row's version: its xmin moves with every UPDATE that reaches it. */
-  async function guardedVersion(): Promise<string> {
-    return (await target.query<{ xmin: string }>('select xmin::text from guarded where id = 1')).rows[0]!.xmin;
-  }
-
-  async function login(): Promise<RawClient> {
-    const subject = `owner-${randomBytes(3).toString('hex')}`;
-    return RawClient.login({
-      host: gateway!.pg.host, port: gateway!.pg.port, user: subject, database: TARGET,
-      password: await issueTestCredential(gateway!, subject, [GROUP], 'uncommitted-schema-test'),
-    });
-  }
+  const guardedVersion = (): Promise<string> => database.guardedVersion();
+  const login = (): Promise<RawClient> => loginTo(gateway!, TARGET, GROUP);
 
   /** Runs `queries` one Query message each, in order, and returns each one's errors' DETAIL (the rule). */
   async function run(client: RawClient, ...queries: string[]): Promise<Array<string | undefined>> {
@@ -55,13 +42,8 @@ describe('statements after uncommitted schema changes', () => {
   }
 
   beforeAll(async () => {
-    admin = await directClient('postgres');
-    await admin.query(`create database ${database}`);
-    target = await directClient(database);
-    await target.query('create table guarded (id int primary key, n int not null)');
-    await target.query('insert into guarded values (1, 0)');
-    await target.query('create table harmless (id int primary key, n int not null)');
-    await target.query('insert into harmless values (1, 0)');
+    database = await createGuardedDatabase('uncommitted_schema');
+    target = database.client;
     await target.query('create view swapped as select * from harmless');
     await target.query('create view swapped_in_pipeline as select * from harmless');
     await target.query('create view inner_view as select * from harmless');
@@ -72,14 +54,11 @@ describe('statements after uncommitted schema changes', () => {
     dir = await gatewayConfigDir('uncommitted-schema');
     gateway = await dir.start({
       ...dir.base,
-      targets: { [TARGET]: await dir.clusterTarget(database) },
+      targets: { [TARGET]: await dir.clusterTarget(database.name) },
       policy: {
         grants: [{ groups: [GROUP], targets: [TARGET], access: 'admin' }],
         rules: [
-          {
-            id: 'hold-guarded-writes', match: { targets: [TARGET], tables: ['public.guarded'], writes: true },
-            action: 'hold', reason: 'writes to guarded need an approval',
-          },
+          holdGuardedWrites(TARGET),
           { id: 'mask-people-email', match: { targets: [TARGET] }, action: 'mask', columns: ['public.people.email'] },
         ],
       },
@@ -89,9 +68,7 @@ describe('statements after uncommitted schema changes', () => {
   afterAll(async () => {
     await gateway?.close();
     await dir?.remove();
-    await target?.end();
-    await admin?.query(`drop database if exists ${database} with (force)`);
-    await admin?.end();
+    await database?.drop();
   });
 
   it('refuses a write through a view created earlier in the open transaction, and holds it once committed', async () => {
