@@ -355,6 +355,39 @@ describe('policy against adversarial statements (demo policy, prod-orders)', () 
     assertNoLeak(exchange, 'alice');
   });
 
+  it('extended protocol: binary results of a described masked statement are masked (pgjdbc asks for them)', async () => {
+    const client = await clientFor('alice');
+    const text = 'select id, email, ssn, length(email) as n, created_at from customers order by id limit 3';
+    const described = await client.send([
+      serialize.parse({ name: 'binary_page', text }), serialize.describe({ type: 'S', name: 'binary_page' }), serialize.sync(),
+    ]);
+    expect(described.errors).toEqual([]);
+    const exchange = await client.send([serialize.bind({ statement: 'binary_page', binary: true }), serialize.execute({}), serialize.sync()]);
+    expect(exchange.errors).toEqual([]);
+    expect(exchange.rows).toHaveLength(3);
+    for (const row of exchange.rows) {
+      expect(row[1]).toMatch(/^[a-z]\*\*\*@/);
+      expect(row[2]).toMatch(/^\*\*\*\*\d{4}$/);
+      // Computed from a masked column, an int4 that cannot hold the mask: NULL, as in text format.
+      expect(row[3]).toBeNull();
+      // Clean columns come in the binary format asked for: 8 bytes each.
+      expect(Buffer.from(row[0]!, 'utf8').length).toBeGreaterThan(0);
+    }
+    assertNoLeak(exchange, 'alice');
+
+    // A column dbgate must scan, in a binary format it does not read (a range): refused at Bind, naming it.
+    await client.send([
+      serialize.parse({ name: 'binary_numeric', text: "select id, email, '[1,2)'::int4range as span from customers limit 1" }),
+      serialize.describe({ type: 'S', name: 'binary_numeric' }), serialize.sync(),
+    ]);
+    const unreadable = await client.send([
+      serialize.bind({ statement: 'binary_numeric', binary: true }), serialize.execute({}), serialize.sync(),
+    ]);
+    expect(unreadable.errors).toHaveLength(1);
+    expect(unreadable.errors[0]!['M']).toContain('"span"');
+    expect(unreadable.rows).toEqual([]);
+  });
+
   it('changing search_path does not move a table out of reach of its masking rule', async () => {
     const client = await clientFor('alice');
     const set = await client.query('set search_path = pg_catalog, public');

@@ -88,11 +88,51 @@ describe('ResultMasker', () => {
     expect(maskRow(masker, ['ann.lee@example.com', 'plain'])).toEqual(['a***@example.com', 'plain']);
   });
 
-  it('reports binary-format columns that would need masking', () => {
-    const binary = new ResultMasker([{ ...field('email', CUSTOMERS, 3), format: 1 }], keys([[3, 'partial']]), maskers);
-    expect(binary.hasBinaryColumnsToMask).toBe(true);
-    const clean = new ResultMasker([{ ...field('id', CUSTOMERS, 1, INT8), format: 1 }], keys([[3, 'partial']]), maskers);
-    expect(clean.hasBinaryColumnsToMask).toBe(false);
+  it('masks binary-format results: text types as in text format, other masked types as NULL', () => {
+    const ts = Buffer.alloc(8);
+    ts.writeBigInt64BE(789_000_000n);
+    const id = Buffer.alloc(8);
+    id.writeBigInt64BE(42n);
+    const masker = new ResultMasker([
+      { ...field('id', CUSTOMERS, 1, INT8), format: 1 },
+      { ...field('email', CUSTOMERS, 3), format: 1 },
+      { ...field('created_at', CUSTOMERS, 6, 1184), format: 1 },
+    ], keys([[3, 'partial'], [6, 'partial']]), maskers);
+    expect(masker.unsupportedBinaryColumns).toEqual([]);
+    const row = writeDataRow([id, Buffer.from('ann.lee@example.com'), ts]);
+    const columns = readDataRowColumns(masker.maskRow(row.subarray(5))!.subarray(5));
+    expect(columns[0]).toEqual(id);
+    expect(columns[1]!.toString()).toBe('a***@example.com');
+    expect(columns[2]).toBeNull();
+  });
+
+  it('scans binary integers as their decimal text, and passes binary types no detector reads', () => {
+    const card = Buffer.alloc(8);
+    card.writeBigInt64BE(4111111111111111n);
+    const small = Buffer.alloc(4);
+    small.writeInt32BE(7);
+    const flag = Buffer.from([1]);
+    const masker = new ResultMasker([
+      { ...field('card', 0, 0, INT8), format: 1 },
+      { ...field('n', 0, 0, 23), format: 1 },
+      { ...field('flag', 0, 0, 16), format: 1 },
+    ], keys([]), maskers);
+    expect(masker.unsupportedBinaryColumns).toEqual([]);
+    const columns = readDataRowColumns(masker.maskRow(writeDataRow([card, small, flag]).subarray(5))!.subarray(5));
+    expect(columns).toEqual([null, small, flag]);
+    expect(masker.maskRow(writeDataRow([Buffer.alloc(8), small, flag]).subarray(5))).toBeNull();
+  });
+
+  it('reports binary columns it would have to scan but cannot read, and refuses their rows', () => {
+    const masker = new ResultMasker([
+      { ...field('id', CUSTOMERS, 1, INT8), format: 1 },
+      { ...field('span', 0, 0, 3904), format: 1 },
+    ], keys([[3, 'partial']]), maskers);
+    expect(masker.unsupportedBinaryColumns).toEqual(['span']);
+    expect(() => masker.maskRow(writeDataRow([Buffer.alloc(8), Buffer.alloc(8)]).subarray(5))).toThrow(MaskingFailure);
+    // A binary value whose length does not fit its type is not a value of it.
+    const bad = new ResultMasker([{ ...field('n', 0, 0, 23), format: 1 }], keys([]), maskers);
+    expect(() => bad.maskRow(writeDataRow([Buffer.alloc(3)]).subarray(5))).toThrow(MaskingFailure);
   });
 
   it('rewrites a row in place inside a larger buffer: NULLs, multi-byte text, values growing and shrinking', () => {

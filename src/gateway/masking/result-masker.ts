@@ -20,6 +20,33 @@ type ColumnPlan = 'pass' | 'scan' | MaskStyle | `derived-${MaskStyle}`;
 /** Plain text types: a partial mask of such a column is computed on its bytes (`partialMaskAscii`). */
 const PLAIN_TEXT_TYPES = new Set([25, 1043, 1042, 19, 705]);
 
+/**
+ * Binary-format results (drivers ask for them: pgjdbc for integers, dates and times once a statement is prepared on
+ * the server). Types whose binary format is their text's UTF-8 bytes — text, varchar, char, name, unknown, json — are
+ * masked and scanned exactly as in text format.
+ */
+const TEXT_BINARY_TYPES = new Set([25, 1043, 1042, 19, 705, 114]);
+/**
+ * Binary integers, OIDs, floats and numerics, and arrays of those and of text types: decoded to their text for the
+ * detectors (a card number can be a bigint or a numeric, an email an element of a text[]).
+ */
+const NUMBER_BINARY_TYPES = new Set([20, 21, 23, 26, 700, 701, 1700]);
+/** Array type OIDs of the decodable element types: int2[], int4[], int8[], oid[], float4[], float8[], numeric[], text[], varchar[], bpchar[], name[]. */
+const ARRAY_BINARY_TYPES = new Set([1005, 1007, 1016, 1028, 1021, 1022, 1231, 1009, 1015, 1014, 1003]);
+/**
+ * Binary types in which no detector can find anything: booleans, dates, times, intervals, UUIDs — and bytea, whose
+ * text format (hex) the detectors cannot read either. Scanned columns of these pass in binary format.
+ */
+const UNSCANNABLE_BINARY_TYPES = new Set([16, 17, 600, 603, 1082, 1083, 1114, 1184, 1186, 1266, 2950]);
+
+/**
+ * How a binary-format column that needs work is handled: `null` (masked: sent as NULL, valid in every type — what
+ * text format does for types that cannot hold the mask), `number` (scanned as its decoded text, NULL when a detector
+ * finds something), `pass` (nothing to scan), `unsupported` (must be scanned, cannot be read: the result is refused).
+ * Undefined for columns read as text.
+ */
+type BinaryHandling = 'null' | 'number' | 'pass' | 'unsupported';
+
 /** A result that cannot be masked: nothing more of it may be sent (the caller ends the connection). */
 export class MaskingFailure extends Error {}
 
@@ -27,6 +54,8 @@ export class ResultMasker {
   private readonly plan: ColumnPlan[];
   /** Per column: partial-masked text, done on the bytes. */
   private readonly bytePartial: boolean[];
+  /** Per column: how its values are handled when they come in binary format (see BinaryHandling). */
+  private readonly binary: Array<BinaryHandling | undefined>;
   /** Per column: whether any of its values was masked (by catalog or by detection). */
   private readonly masked: boolean[];
   /** The result names a relation `maskedKeys` does not know. */
@@ -78,6 +107,13 @@ export class ResultMasker {
       return 'scan';
     });
     this.bytePartial = this.plan.map((step, index) => step === 'partial' && PLAIN_TEXT_TYPES.has(fields[index]!.typeOid));
+    this.binary = this.plan.map((step, index): BinaryHandling | undefined => {
+      const { format, typeOid } = fields[index]!;
+      if (step === 'pass' || format === 0 || TEXT_BINARY_TYPES.has(typeOid)) return undefined;
+      if (step !== 'scan') return 'null';
+      if (NUMBER_BINARY_TYPES.has(typeOid) || ARRAY_BINARY_TYPES.has(typeOid)) return 'number';
+      return UNSCANNABLE_BINARY_TYPES.has(typeOid) ? 'pass' : 'unsupported';
+    });
     this.masked = fields.map(() => false);
     this.anyWork = this.plan.some((step) => step !== 'pass');
   }
@@ -110,9 +146,12 @@ export class ResultMasker {
     return this.anyWork;
   }
 
-  /** Binary-format columns cannot be scanned or masked as text: the caller must refuse such a result. */
-  get hasBinaryColumnsToMask(): boolean {
-    return this.plan.some((step, index) => step !== 'pass' && this.fields[index]!.format !== 0);
+  /**
+   * Binary-format columns that must be scanned and whose binary format dbgate does not read (numeric, arrays, records,
+   * jsonb…): the caller must refuse such a result before any of its rows leaves.
+   */
+  get unsupportedBinaryColumns(): string[] {
+    return this.fields.filter((_, index) => this.binary[index] === 'unsupported').map((field) => field.name);
   }
 
   /** Names of the columns whose values were masked so far, for the audit record. */
@@ -144,7 +183,16 @@ export class ResultMasker {
       let replacement: string | null | undefined;
       let from = 0;
       let to = 0;
-      if (this.bytePartial[index] && partialMaskAscii(source, valueStart, offset, this.bytes)) {
+      const binary = this.binary[index];
+      if (binary !== undefined) {
+        if (binary === 'pass') continue;
+        if (binary === 'unsupported') throw new MaskingFailure(`column ${this.fields[index]!.name} is in a binary format dbgate cannot scan`);
+        if (binary === 'number') {
+          const texts = binaryValueTexts(source, valueStart, length, this.fields[index]!.typeOid);
+          if (texts.every((text) => this.maskers.partial.maskDetected(text) === undefined)) continue;
+        }
+        replacement = null;
+      } else if (this.bytePartial[index] && partialMaskAscii(source, valueStart, offset, this.bytes)) {
         replacement = this.bytes.head;
         from = this.bytes.from;
         to = this.bytes.to;
@@ -209,6 +257,82 @@ export class ResultMasker {
     copyBytes(source, copied, end, out, written);
     return out;
   }
+}
+
+/**
+ * The texts in a binary value of NUMBER_BINARY_TYPES or ARRAY_BINARY_TYPES, as the detectors read them: the value's
+ * text, or its elements' (NULL elements have none).
+ *
+ * @see https://github.com/postgres/postgres/blob/REL_15_STABLE/src/backend/utils/adt/arrayfuncs.c (array_send)
+ */
+export function binaryValueTexts(source: Buffer, at: number, length: number, typeOid: number): string[] {
+  if (!ARRAY_BINARY_TYPES.has(typeOid)) return [binaryScalarText(source, at, length, typeOid)];
+  const end = at + length;
+  if (length < 12) throw new MaskingFailure(`a binary array of type ${typeOid} has ${length} bytes`);
+  const dimensions = source.readInt32BE(at);
+  const elementType = source.readUInt32BE(at + 8);
+  let offset = at + 12;
+  let elements = dimensions === 0 ? 0 : 1;
+  for (let dimension = 0; dimension < dimensions; dimension += 1) {
+    if (offset + 8 > end) throw new MaskingFailure('a binary array ends inside its dimensions');
+    elements *= source.readInt32BE(offset);
+    offset += 8;
+  }
+  const texts: string[] = [];
+  for (let element = 0; element < elements; element += 1) {
+    if (offset + 4 > end) throw new MaskingFailure('a binary array ends inside its elements');
+    const size = source.readInt32BE(offset);
+    offset += 4;
+    if (size < 0) continue;
+    if (offset + size > end) throw new MaskingFailure('a binary array element ends outside it');
+    texts.push(TEXT_BINARY_TYPES.has(elementType)
+      ? source.toString('utf8', offset, offset + size)
+      : binaryScalarText(source, offset, size, elementType));
+    offset += size;
+  }
+  if (offset !== end) throw new MaskingFailure('a binary array is longer than its elements');
+  return texts;
+}
+
+/** The text of a binary integer, OID, float or numeric value, as PostgreSQL would print it (for the detectors). */
+function binaryScalarText(source: Buffer, at: number, length: number, typeOid: number): string {
+  if (typeOid === 1700) return binaryNumericText(source, at, length);
+  const expected = typeOid === 20 || typeOid === 701 ? 8 : typeOid === 21 ? 2 : 4;
+  if (length !== expected || !NUMBER_BINARY_TYPES.has(typeOid)) {
+    throw new MaskingFailure(`a binary value of type ${typeOid} has ${length} bytes`);
+  }
+  switch (typeOid) {
+    case 20: return source.readBigInt64BE(at).toString();
+    case 21: return String(source.readInt16BE(at));
+    case 23: return String(source.readInt32BE(at));
+    case 26: return String(source.readUInt32BE(at));
+    case 700: return String(source.readFloatBE(at));
+    default: return String(source.readDoubleBE(at));
+  }
+}
+
+/**
+ * A binary numeric as text: Int16 ndigits, Int16 weight (of the first base-10000 digit), UInt16 sign, Int16 dscale
+ * (digits after the point), then the base-10000 digits.
+ *
+ * @see https://github.com/postgres/postgres/blob/REL_15_STABLE/src/backend/utils/adt/numeric.c (numeric_send)
+ */
+function binaryNumericText(source: Buffer, at: number, length: number): string {
+  if (length < 8) throw new MaskingFailure(`a binary numeric has ${length} bytes`);
+  const digits = source.readInt16BE(at);
+  const weight = source.readInt16BE(at + 2);
+  const sign = source.readUInt16BE(at + 4);
+  const scale = source.readInt16BE(at + 6);
+  if (digits < 0 || scale < 0 || length !== 8 + 2 * digits) throw new MaskingFailure('a binary numeric does not fit its length');
+  if (sign === 0xc000) return 'NaN';
+  if (sign === 0xd000) return 'Infinity';
+  if (sign === 0xf000) return '-Infinity';
+  const digit = (index: number): number => (index >= 0 && index < digits ? source.readInt16BE(at + 8 + 2 * index) : 0);
+  let whole = '';
+  for (let index = 0; index <= weight; index += 1) whole += index === 0 ? String(digit(index)) : String(digit(index)).padStart(4, '0');
+  let fraction = '';
+  for (let group = 1; fraction.length < scale; group += 1) fraction += String(digit(weight + group)).padStart(4, '0');
+  return `${sign === 0x4000 ? '-' : ''}${whole || '0'}${scale > 0 ? `.${fraction.slice(0, scale)}` : ''}`;
 }
 
 /** The UTF-8 length of an ASCII string (= its length), or undefined when it holds anything else. */

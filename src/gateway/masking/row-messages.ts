@@ -39,6 +39,14 @@ export function parseRowDescription(body: Buffer): ResultField[] {
   return fields;
 }
 
+/**
+ * `fields` with the result formats a Bind asked for: none = all text, one = all in that format, else one per column
+ * (PostgreSQL refuses any other count).
+ */
+export function withResultFormats(fields: readonly ResultField[], formats: readonly number[]): ResultField[] {
+  return fields.map((field, index) => ({ ...field, format: formats.length === 0 ? 0 : formats.length === 1 ? formats[0]! : formats[index] ?? 0 }));
+}
+
 /** DataRow body: Int16 column count, then per column Int32 length (-1 = NULL) and that many bytes. */
 export function readDataRowColumns(body: Buffer): Array<Buffer | null> {
   const count = body.readInt16BE(0);

@@ -56,7 +56,7 @@ import { NO_MASKED_COLUMNS, type MaskedColumnCatalog, type MaskedColumnKeys } fr
 import type { Masker, MaskStyle } from '../masking/mask.js';
 import { MaskingFailure, ResultMasker } from '../masking/result-masker.js';
 import { withheldServerMessage } from '../masking/server-messages.js';
-import { parseRowDescription } from '../masking/row-messages.js';
+import { parseRowDescription, withResultFormats } from '../masking/row-messages.js';
 import { cursorOverMaskedViewColumns, derivedThroughViews } from '../masking/view-lineage.js';
 import { sessionEffectOf, type NameChange } from '../policy/classify.js';
 import { MASKED_CURSOR, sessionEscape } from '../policy/policy.js';
@@ -111,6 +111,8 @@ interface InFlight {
   maskedColumns: Set<string> | undefined;
   /** execute and describe: the prepared statement (or portal) they refer to. */
   prepared: PreparedStatement | undefined;
+  /** execute of a masked statement: the result formats its portal was bound with (`portalFormats`). */
+  resultFormats?: readonly number[] | undefined;
 }
 
 /** A prepared statement or portal: its text and the decision taken when it was parsed (or last bound). */
@@ -177,10 +179,10 @@ function isRefusal(decision: StatementDecision): decision is StatementDecision &
 }
 
 /**
- * Whether a Bind message asks for any result column in binary format. Bind body after the statement name:
- * Int16 nParamFormats, Int16[] formats, Int16 nParams, (Int32 length, bytes)[], Int16 nResultFormats, Int16[] formats.
+ * The result format codes a Bind message asks for (row-messages.ts `withResultFormats`). Bind body after the statement
+ * name: Int16 nParamFormats, Int16[] formats, Int16 nParams, (Int32 length, bytes)[], Int16 nResultFormats, Int16[].
  */
-function requestsBinaryResults(body: Buffer, offset: number): boolean {
+function bindResultFormats(body: Buffer, offset: number): number[] {
   let at = offset;
   const parameterFormats = body.readInt16BE(at);
   at += 2 + 2 * parameterFormats;
@@ -190,10 +192,11 @@ function requestsBinaryResults(body: Buffer, offset: number): boolean {
     const length = body.readInt32BE(at);
     at += 4 + Math.max(0, length);
   }
-  const resultFormats = body.readInt16BE(at);
+  const count = body.readInt16BE(at);
   at += 2;
-  for (let i = 0; i < resultFormats; i += 1) if (body.readInt16BE(at + 2 * i) !== 0) return true;
-  return false;
+  const formats: number[] = [];
+  for (let i = 0; i < count; i += 1) formats.push(body.readInt16BE(at + 2 * i));
+  return formats;
 }
 
 /**
@@ -226,6 +229,11 @@ export class ClientSession {
   /** Statement texts by prepared-statement name ("" is the unnamed one) and by portal name. */
   private readonly statements = new Map<string, PreparedStatement>();
   private readonly portals = new Map<string, PreparedStatement>();
+  /**
+   * The result formats each portal of a masked statement was bound with: a description kept from an earlier Describe
+   * may have been answered for a portal bound with others.
+   */
+  private readonly portalFormats = new Map<string, readonly number[]>();
   /** How many in-flight statements have a mask decision (DataRows are inspected while > 0). */
   private maskedInFlight = 0;
   private currentMasker: ResultMasker | null = null;
@@ -772,15 +780,16 @@ export class ClientSession {
           toUpstream.push(serialize.parse({ name: '', text: DENIAL_PLACEHOLDER_SQL }));
           return true;
         }
-        if (statement.decision.action === 'mask' && requestsBinaryResults(message.body, statementName.next)) {
-          // Masking works on the text representation; binary results of masked statements are refused.
-          const refused = refusal(statement.decision.rule,
-            'dbgate: binary result format is not available for results that are masked for you',
-            'request text format results (the default of most drivers)');
-          this.portals.delete(portal.value);
-          this.track(this.entry('refused-step', 'bind', statement.text, now, refused));
-          toUpstream.push(serialize.parse({ name: '', text: DENIAL_PLACEHOLDER_SQL }));
-          return true;
+        if (statement.decision.action === 'mask') {
+          const formats = bindResultFormats(message.body, statementName.next);
+          const refused = this.unreadableBinaryResult(statement, formats);
+          if (refused !== undefined) {
+            this.portals.delete(portal.value);
+            this.track(this.entry('refused-step', 'bind', statement.text, now, refused));
+            toUpstream.push(serialize.parse({ name: '', text: DENIAL_PLACEHOLDER_SQL }));
+            return true;
+          }
+          this.portalFormats.set(portal.value, formats);
         }
         this.portals.set(portal.value, statement);
         toUpstream.push(message.raw);
@@ -804,7 +813,9 @@ export class ClientSession {
           toUpstream.push(serialize.parse({ name: '', text: DENIAL_PLACEHOLDER_SQL }));
           return true;
         }
-        this.track(this.entry('execute', 'execute', prepared.text, now, prepared.decision, prepared));
+        const execute = this.entry('execute', 'execute', prepared.text, now, prepared.decision, prepared);
+        if (prepared.decision.action === 'mask') execute.resultFormats = this.portalFormats.get(portal);
+        this.track(execute);
         toUpstream.push(message.raw);
         if (changesSession(prepared.decision)) this.sessionChangeInPipeline = true;
         if (prepared.decision.namesChanged) this.forgetNames(prepared.decision.namesChanged);
@@ -830,7 +841,10 @@ export class ClientSession {
         const kind = message.body[0];
         const name = readCString(message.body, 1).value;
         if (kind === 0x53 /* 'S' */) this.statements.delete(name);
-        else this.portals.delete(name);
+        else {
+          this.portals.delete(name);
+          this.portalFormats.delete(name);
+        }
         toUpstream.push(message.raw);
         return true;
       }
@@ -900,6 +914,29 @@ export class ClientSession {
       if (name === null) names.clear();
       else names.delete(name);
     }
+  }
+
+  /**
+   * The refusal of a Bind of a masked statement asking for binary results dbgate cannot mask or scan (undefined when
+   * it can: all text, or binary columns ResultMasker reads). Which columns must be masked or scanned is known only
+   * from the statement's description: drivers that ask for binary results (pgjdbc once a statement is prepared on
+   * the server) have described it before.
+   */
+  private unreadableBinaryResult(statement: PreparedStatement, formats: readonly number[]): StatementDecision | undefined {
+    if (formats.every((format) => format === 0)) return undefined;
+    const { decision } = statement;
+    if (statement.rowDescription === undefined) {
+      return refusal(decision.rule,
+        'dbgate: binary result format is available for results that are masked for you only for a statement the server has described (Describe) before the Bind, so dbgate knows which columns to mask',
+        'request text format results (the default of most drivers), or wait for the answer to a Describe of the statement before binding it');
+    }
+    const derived = derivedThroughViews(decision.derivedOutputs, decision.outputs, this.maskedKeys.viewColumns);
+    const fields = withResultFormats(parseRowDescription(statement.rowDescription), formats);
+    const unreadable = new ResultMasker(fields, this.maskedKeys, this.deps.maskers, derived).unsupportedBinaryColumns;
+    if (unreadable.length === 0) return undefined;
+    return refusal(decision.rule,
+      `dbgate: binary result format is not available for ${unreadable.map((name) => `"${name}"`).join(', ')} in this result: dbgate must scan it for sensitive values, and cannot read that type in binary`,
+      'request text format for those columns (or for all results)');
   }
 
   private decide(context: ConnectionContext, step: ProtocolStep, text: string): StatementDecision {
@@ -1134,20 +1171,25 @@ export class ClientSession {
     }
   }
 
-  /** A RowDescription of a masked statement: plan which columns to mask, scan or pass. */
-  private startMaskedResult(body: Buffer, decision: StatementDecision): void {
+  /**
+   * A RowDescription of a masked statement: plan which columns to mask, scan or pass. `formats`: the result formats of
+   * the Bind, for a description kept from an earlier Describe.
+   */
+  private startMaskedResult(body: Buffer, decision: StatementDecision, formats?: readonly number[]): void {
     const derived = derivedThroughViews(decision.derivedOutputs, decision.outputs, this.maskedKeys.viewColumns);
-    const masker = new ResultMasker(parseRowDescription(body), this.maskedKeys, this.deps.maskers, derived);
+    const fields = formats === undefined ? parseRowDescription(body) : withResultFormats(parseRowDescription(body), formats);
+    const masker = new ResultMasker(fields, this.maskedKeys, this.deps.maskers, derived);
     if (masker.staleCatalog && this.target) {
       // A relation newer than the catalog snapshot (its columns are masked whole in this result): read it again
       // before the next statement.
       this.deps.log.log('info', 'masking.catalog_stale', { connection: this.connectionId, target: this.target.name });
       this.deps.maskCatalog.invalidate(this.target.name, this.maskedKeys);
     }
-    if (masker.hasBinaryColumnsToMask) {
-      // A binary cursor (DECLARE … BINARY CURSOR) slipped past the Bind check: rows that cannot be masked must not
+    const unreadable = masker.unsupportedBinaryColumns;
+    if (unreadable.length > 0) {
+      // A binary cursor (DECLARE … BINARY CURSOR) of a type dbgate cannot read: rows that cannot be scanned must not
       // leave. Fail closed: end the connection before the first row.
-      throw new MaskingFailure('binary-format result rows of a masked statement');
+      throw new MaskingFailure(`binary-format result rows of a masked statement (${unreadable.join(', ')})`);
     }
     this.currentMasker = masker;
     if (!this.relay) return;
@@ -1172,13 +1214,15 @@ export class ClientSession {
       if (!head || head.decision.action !== 'mask') return 'forward';
       const described = head.prepared?.rowDescription;
       if (described !== undefined) {
-        // Execute without Describe of a statement described before: planned on that description.
-        this.startMaskedResult(described, head.decision);
+        // Execute without Describe of a statement described before: planned on that description, in the formats
+        // the portal was bound with.
+        this.startMaskedResult(described, head.decision, head.resultFormats);
         masker = this.currentMasker!;
       } else {
         // Rows no RowDescription ever described: columns computed from masked ones by the statement's lineage are
-        // masked whole, every other value is scanned as text. Binary results of masked statements were refused at
-        // Bind.
+        // masked whole, every other value is scanned as text. Binary results of statements not described were
+        // refused at Bind.
+        if (head.resultFormats?.some((format) => format !== 0)) throw new MaskingFailure('binary rows of a statement never described');
         const derived = derivedThroughViews(head.decision.derivedOutputs, head.decision.outputs, this.maskedKeys.viewColumns);
         masker = ResultMasker.scanAll(body, this.deps.maskers, derived);
         this.currentMasker = masker;
