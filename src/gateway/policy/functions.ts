@@ -190,6 +190,46 @@ export function argumentsShow(name: string): boolean {
   return ARGUMENTS_SHOW.has(name.toLowerCase());
 }
 
+/**
+ * Built-ins that return a value for every input of their types (they never raise an error that depends on their
+ * arguments): what a statement may compute from a masked column. Whether a computation fails shows its input as
+ * surely as its result would — `1 / (ascii(email) - 107)` fails exactly when the email starts with `k` — so any
+ * other function, operator or cast on a masked value is refused (clause `error`, inference.ts). The results are
+ * masked whole anyway; this list keeps the harmless ones usable.
+ */
+const NEVER_FAIL: ReadonlySet<string> = new Set([
+  'length', 'char_length', 'character_length', 'octet_length', 'bit_length', 'lower', 'upper', 'initcap', 'md5',
+  'concat', 'concat_ws', 'left', 'right', 'reverse', 'btrim', 'ltrim', 'rtrim', 'replace', 'translate', 'strpos',
+  'position', 'starts_with', 'quote_literal', 'quote_ident', 'quote_nullable', 'to_json', 'to_jsonb', 'row_to_json',
+  // A NULL key fails them, which shows only what masking shows too: NULLs stay NULL.
+  'json_build_array', 'jsonb_build_array', 'json_build_object', 'jsonb_build_object', 'count', 'min', 'max', 'sum', 'avg', 'array_agg', 'string_agg', 'json_agg',
+  'jsonb_agg', 'bool_and', 'bool_or', 'every', 'first_value', 'last_value', 'lag', 'lead', 'row_number', 'rank',
+  'dense_rank', 'now', 'current_timestamp', 'statement_timestamp', 'clock_timestamp', 'transaction_timestamp',
+  'pg_typeof', 'pg_column_size', 'num_nulls', 'num_nonnulls',
+]);
+
+/**
+ * Built-ins that fail only on arguments after the first (a negative length, a malformed pattern or format): with
+ * those constant, whether they fail does not depend on the first — `substr(ssn, 1, 3)`, `lpad(phone, 12)`,
+ * `regexp_replace(card_number, '(\d{4})', '\1 ', 'g')`, `to_char(amount, '999.99')`.
+ */
+const FAIL_ON_LATER_ARGUMENTS: ReadonlySet<string> = new Set([
+  'substr', 'substring', 'split_part', 'lpad', 'rpad', 'overlay', 'regexp_replace', 'regexp_substr', 'regexp_match',
+  'regexp_like', 'regexp_count', 'regexp_instr', 'to_char',
+]);
+
+/**
+ * Whether a call of built-in `name` never fails on its arguments' values: always (NEVER_FAIL), or when the arguments
+ * `constant` says are literals are the ones it can fail on (FAIL_ON_LATER_ARGUMENTS; `format` fails only on its
+ * format string).
+ */
+export function callNeverFails(name: string, constant: readonly boolean[]): boolean {
+  const lower = name.toLowerCase();
+  if (NEVER_FAIL.has(lower)) return true;
+  if (FAIL_ON_LATER_ARGUMENTS.has(lower)) return constant.slice(1).every(Boolean);
+  return lower === 'format' && constant[0] === true;
+}
+
 /** Where PostgreSQL keeps its built-ins. Unqualified calls resolve there first unless search_path says otherwise. */
 export const BUILTIN_SCHEMA = 'pg_catalog';
 

@@ -22,6 +22,11 @@
  * - `side_effect`: the arguments of functions whose effect is seen outside the masked values: an advisory lock's key
  *   (in pg_locks), a sleep's length, a notification's payload, a sequence's value, a setting's value, and the number
  *   of rows a set-returning function yields (`generate_series(1, ascii(ssn))`) (functions.ts, `argumentsShow`).
+ * - `error`: the inputs of computations that can fail — a function outside functions.ts `NEVER_FAIL`, an operator
+ *   other than comparisons, `||` and JSON access, a cast to anything but text, a pattern computed from columns — and
+ *   the inputs of CASE, COALESCE and AND/OR whose branches hold one: whether the statement fails shows the value
+ *   (`SELECT 1 / (ascii(email) - 107)` fails exactly when the email starts with `k`; so does
+ *   `CASE WHEN email LIKE 'k%' THEN 1 / 0 END`).
  *
  * References are resolved through the FROM lists in scope, without the catalog:
  * - `c.email` through the alias (or table name) it names, in the nearest query level that has it.
@@ -36,12 +41,12 @@
  * Functions in FROM (`unnest(…)`, `jsonb_to_recordset(…)`) pass every reference in their arguments to every column.
  */
 
-import { argumentsShow } from './functions.js';
+import { argumentsShow, callNeverFails } from './functions.js';
 import { noteLiteralRead } from './literal-reads.js';
 
 export const INFERENCE_CLAUSES = [
   'where', 'join', 'order_by', 'group_by', 'distinct', 'having', 'window', 'set_operation', 'limit', 'write',
-  'side_effect',
+  'side_effect', 'error',
 ] as const;
 export type InferenceClause = (typeof INFERENCE_CLAUSES)[number];
 
@@ -270,6 +275,20 @@ export class InferenceCollector {
         case 'FuncCall':
           this.funcCall(fields, level, clause, out);
           break;
+        case 'A_Expr':
+        case 'TypeCast':
+        case 'XmlExpr':
+        case 'XmlSerialize':
+          if (key === 'A_Expr' ? operatorMayFail(fields) : key !== 'TypeCast' || castMayFail(fields)) this.fallible(child, level, clause, out);
+          else this.expr(child, level, clause, out);
+          break;
+        case 'CaseExpr':
+        case 'CoalesceExpr':
+        case 'BoolExpr':
+          // Only some branches are evaluated, as the others decide: a branch that can fail shows how they decided.
+          if (mayFail(child)) this.fallible(child, level, clause, out);
+          else this.expr(child, level, clause, out);
+          break;
         case 'WindowDef':
           this.windowDef(fields, level);
           break;
@@ -293,12 +312,22 @@ export class InferenceCollector {
       this.expr(node['args'], level, clause, args);
       this.report(args, 'distinct');
       if (out !== null) for (const source of args) out.push(source);
+    } else if (callMayFail(node)) {
+      this.fallible(node['args'], level, clause, out);
     } else {
       this.expr(node['args'], level, clause, out);
     }
     if (node['agg_order'] !== undefined) this.expr(node['agg_order'], level, 'order_by', null);
     if (node['agg_filter'] !== undefined) this.expr(node['agg_filter'], level, 'where', null);
     if (node['over'] !== undefined) this.windowDef(node['over'] as Fields, level);
+  }
+
+  /** Walks a computation that can fail (see `error` in the module comment): the columns it reads are reported so. */
+  private fallible(value: unknown, level: Level | undefined, clause: InferenceClause | null, out: Source[] | null): void {
+    const inputs: Source[] = [];
+    this.expr(value, level, clause, inputs);
+    this.report(inputs, 'error');
+    if (out !== null) for (const source of inputs) out.push(source);
   }
 
   private windowDef(node: Fields, level: Level | undefined): void {
@@ -869,6 +898,87 @@ function isEmptyNode(value: unknown): boolean {
   if (value === null || typeof value !== 'object') return false;
   for (const _key in value as Fields) return false;
   return true;
+}
+
+/** Operators that never fail on their operands: comparisons, `||`, JSON and containment access. */
+const NEVER_FAILING_OPERATORS: ReadonlySet<string> = new Set([
+  '=', '<>', '!=', '<', '>', '<=', '>=', '||', '->', '->>', '#>', '#>>', '?', '?|', '?&', '@>', '<@', '&&',
+]);
+/** Pattern-matching operators: they fail on a malformed pattern. */
+const PATTERN_OPERATORS: ReadonlySet<string> = new Set(['~', '~*', '!~', '!~*', '~~', '~~*', '!~~', '!~~*']);
+
+/**
+ * Whether an operator expression (A_Expr) can fail on its operands' values: arithmetic can overflow or divide by zero,
+ * a pattern computed from columns can be malformed; comparisons, IN, BETWEEN, IS DISTINCT FROM and NULLIF cannot.
+ */
+function operatorMayFail(node: Fields): boolean {
+  const name = stringList(node['name']).at(-1);
+  switch (node['kind']) {
+    case 'AEXPR_OP':
+      if (name !== undefined && PATTERN_OPERATORS.has(name)) return !isConstant(node['rexpr']);
+      return name === undefined || !NEVER_FAILING_OPERATORS.has(name);
+    case 'AEXPR_OP_ANY':
+    case 'AEXPR_OP_ALL':
+      return name === undefined || !NEVER_FAILING_OPERATORS.has(name);
+    case 'AEXPR_LIKE':
+    case 'AEXPR_ILIKE':
+    case 'AEXPR_SIMILAR':
+      return !isConstant(node['rexpr']);
+    case 'AEXPR_DISTINCT':
+    case 'AEXPR_NOT_DISTINCT':
+    case 'AEXPR_NULLIF':
+    case 'AEXPR_IN':
+    case 'AEXPR_BETWEEN':
+    case 'AEXPR_NOT_BETWEEN':
+    case 'AEXPR_BETWEEN_SYM':
+    case 'AEXPR_NOT_BETWEEN_SYM':
+      return false;
+    default:
+      return true;
+  }
+}
+
+/** Whether a cast (TypeCast) can fail: any cast but to text, varchar, char or name (and not to an array of them). */
+function castMayFail(node: Fields): boolean {
+  const typeName = node['typeName'] as Fields | undefined;
+  const target = stringList(typeName?.['names']).at(-1);
+  if (asArray(typeName?.['arrayBounds']).length > 0) return true;
+  return target === undefined || !['text', 'varchar', 'bpchar', 'name'].includes(target);
+}
+
+/** Whether a function call (FuncCall) can fail on its arguments' values (functions.ts `callNeverFails`). */
+function callMayFail(node: Fields): boolean {
+  const name = stringList(node['funcname']).at(-1);
+  return name === undefined || !callNeverFails(name, asArray(node['args']).map(isConstant));
+}
+
+/** A literal (or a literal cast): a pattern that cannot depend on the data. */
+function isConstant(value: unknown): boolean {
+  const node = value as Fields | undefined;
+  if (node?.['A_Const'] !== undefined) return true;
+  const cast = node?.['TypeCast'] as Fields | undefined;
+  return cast !== undefined && isConstant(cast['arg']);
+}
+
+/** Whether any computation in a subtree can fail (see `error` in the module comment), scalar subqueries included. */
+function mayFail(value: unknown): boolean {
+  if (Array.isArray(value)) return value.some(mayFail);
+  if (value === null || typeof value !== 'object') return false;
+  const node = value as Fields;
+  for (const key in node) {
+    const child = node[key];
+    if (child === null || typeof child !== 'object') continue;
+    const fields = child as Fields;
+    if (key === 'FuncCall') {
+      if (callMayFail(fields)) return true;
+    } else if (key === 'A_Expr' && operatorMayFail(fields)) return true;
+    else if (key === 'TypeCast' && castMayFail(fields)) return true;
+    else if (key === 'XmlExpr' || key === 'XmlSerialize') return true;
+    // A scalar subquery fails when it returns more than one row.
+    else if (key === 'SubLink' && fields['subLinkType'] === 'EXPR_SUBLINK') return true;
+    if (mayFail(child)) return true;
+  }
+  return false;
 }
 
 function asArray(value: unknown): unknown[] {

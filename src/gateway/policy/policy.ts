@@ -591,7 +591,8 @@ class EvaluationContext {
     if (!this.policy.inferenceProtection) return undefined;
     const maskRules = matched.filter((rule) => rule.action === 'mask');
     if (maskRules.length === 0) return undefined;
-    for (const used of statement.inferenceColumns) {
+    // The clause that says most first: `error` (a computation that can fail) is also found inside the others.
+    for (const used of byClauseWording(statement.inferenceColumns)) {
       for (const rule of maskRules) {
         if (rule.allowInference.has(used.clause)) continue;
         const masked = maskedColumnUsed(rule, used, searchPath);
@@ -603,15 +604,15 @@ class EvaluationContext {
           ruleId: 'builtin:inference',
           message: `dbgate: ${INFERENCE_WORDING[used.clause](column)} is not allowed because its values are masked ` +
             `for you (rule ${rule.id})${used.column === '*' ? `; the statement uses ${table} as a whole there` : ''}`,
-          hint: 'select the masked column without conditions on it, or ask for unmasked access (the policy owner can ' +
-            `permit this with allow_inference: [${used.clause}] on rule ${rule.id})`,
+          hint: `select the masked column without ${used.clause === 'error' ? 'computing on it (computed values come back masked anyway)' : 'conditions on it'}, ` +
+            `or ask for unmasked access (the policy owner can permit this with allow_inference: [${used.clause}] on rule ${rule.id})`,
           priority: 0,
         };
       }
     }
     // Fail closed: behind a view dbgate cannot analyse, any column may carry masked values.
     for (const view of statement.opaqueViews) {
-      for (const used of view.inferenceColumns) {
+      for (const used of byClauseWording(view.inferenceColumns)) {
         const rule = maskRules.find((candidate) => !candidate.allowInference.has(used.clause));
         if (rule === undefined) continue;
         const column = `${used.schema === null ? used.table : `${used.schema}.${used.table}`}.${used.column}`;
@@ -876,6 +877,12 @@ function maskedColumnUsed(rule: PolicyRule, used: TableColumn, searchPath: reado
   return undefined;
 }
 
+/** Inference columns with those of clause `error` last (see inferenceVerdict). */
+function byClauseWording(columns: readonly InferenceColumn[]): readonly InferenceColumn[] {
+  if (!columns.some((column) => column.clause === 'error')) return columns;
+  return [...columns.filter((column) => column.clause !== 'error'), ...columns.filter((column) => column.clause === 'error')];
+}
+
 const INFERENCE_WORDING: Readonly<Record<InferenceClause, (column: string) => string>> = {
   where: (column) => `filtering on ${column} (WHERE)`,
   join: (column) => `joining on ${column}`,
@@ -888,6 +895,7 @@ const INFERENCE_WORDING: Readonly<Record<InferenceClause, (column: string) => st
   write: (column) => `writing values of ${column} (they could be read in clear where they are written)`,
   limit: (column) => `limiting the number of rows by ${column} (LIMIT/OFFSET)`,
   side_effect: (column) => `passing ${column} to a lock, a delay, a notification, a sequence, a setting or a set-returning function (its effect or row count shows the value)`,
+  error: (column) => `computing on ${column} with an operation that can fail (arithmetic, a cast, a pattern, a function outside the ones that never fail, or a CASE/COALESCE/AND/OR around one: whether the statement fails shows the value)`,
 };
 
 // ---------------------------------------------------------------------------------------------------------------------
