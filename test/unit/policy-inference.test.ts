@@ -179,6 +179,7 @@ describe('the demo policy: inference on masked columns is denied for engineering
     ['alice', 'SELECT CASE WHEN email LIKE \'k%\' THEN \'k\' ELSE \'other\' END, coalesce(phone, \'none\') FROM customers', 'mask'],
     ['alice', 'SELECT to_jsonb(c) ->> \'email\', row_to_json(c) FROM customers c', 'mask'],
     ['alice', 'SELECT substr(ssn, 1, 3), lpad(phone, 12), format(\'%s!\', email), jsonb_build_object(\'e\', email) FROM customers', 'mask'],
+    ['alice', 'SELECT substr(ssn, $1, $2), email LIKE $3 FROM customers', 'mask'],
     // Failing computations on columns that are not masked are no business of masking.
     ['alice', 'SELECT id / 0, CASE WHEN name LIKE \'k%\' THEN 1 / 0 END, email FROM customers', 'mask'],
     ['alice', 'SELECT id FROM archive.customers WHERE email = \'a@b.c\'', 'mask'],

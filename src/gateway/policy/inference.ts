@@ -952,10 +952,10 @@ function callMayFail(node: Fields): boolean {
   return name === undefined || !callNeverFails(name, asArray(node['args']).map(isConstant));
 }
 
-/** A literal (or a literal cast): a pattern that cannot depend on the data. */
+/** A literal or a parameter (or one cast): a value the client chose, which cannot depend on the data. */
 function isConstant(value: unknown): boolean {
   const node = value as Fields | undefined;
-  if (node?.['A_Const'] !== undefined) return true;
+  if (node?.['A_Const'] !== undefined || node?.['ParamRef'] !== undefined) return true;
   const cast = node?.['TypeCast'] as Fields | undefined;
   return cast !== undefined && isConstant(cast['arg']);
 }
