@@ -148,8 +148,9 @@ export interface SessionRecord {
 /** The channel gateways sharing a store announce committed schema changes of their targets on. */
 const SCHEMA_CHANGES_CHANNEL = 'dbgate_schema_changed';
 
-/** How long a lost LISTEN connection waits before it connects again. */
+/** How long a lost LISTEN connection waits before it connects again: doubled after each failure, up to the maximum. */
 const LISTEN_RETRY_MS = 1_000;
+const LISTEN_RETRY_MAX_MS = 30_000;
 
 export class StateStore {
   readonly pool: pg.Pool;
@@ -321,14 +322,16 @@ export class StateStore {
 
   /**
    * Calls `onChange(target)` for each schema change another gateway than `instance` announces, on a connection of its
-   * own that LISTENs. A lost connection is opened again after a second; announcements made meanwhile were missed,
-   * so `onChange(undefined)` (every target) follows each reconnection. Returns what stops listening.
+   * own that LISTENs. A lost connection is opened again after a second (longer while the store stays unreachable);
+   * announcements made meanwhile were missed, so `onChange(undefined)` (every target) follows each reconnection.
+   * Returns what stops listening.
    */
   listenForSchemaChanges(instance: string, onChange: (target: string | undefined) => void, onError: (error: Error) => void):
     () => Promise<void> {
     let client: pg.Client | undefined;
     let stopped = false;
     let retry: NodeJS.Timeout | undefined;
+    let delay = LISTEN_RETRY_MS;
     const connect = (reconnecting: boolean): void => {
       const current = new pg.Client({ ...this.connection, application_name: 'dbgate-gateway schema changes' });
       client = current;
@@ -338,8 +341,9 @@ export class StateStore {
         failed = true;
         onError(error);
         current.end().catch(() => {});
-        retry = setTimeout(() => connect(true), LISTEN_RETRY_MS);
+        retry = setTimeout(() => connect(true), delay);
         retry.unref();
+        delay = Math.min(delay * 2, LISTEN_RETRY_MAX_MS);
       };
       current.on('error', fail);
       current.on('end', () => fail(new Error('the connection to the state store ended')));
@@ -352,6 +356,7 @@ export class StateStore {
       current.connect()
         .then(() => current.query(`listen ${SCHEMA_CHANGES_CHANNEL}`))
         .then(() => {
+          delay = LISTEN_RETRY_MS;
           if (reconnecting && !stopped) onChange(undefined);
         }, fail);
     };
