@@ -314,6 +314,9 @@ export class InferenceCollector {
       if (out !== null) for (const source of args) out.push(source);
     } else if (callMayFail(node)) {
       this.fallible(node['args'], level, clause, out);
+    } else if (name?.toLowerCase() === 'count') {
+      // count(email) counts the non-NULL values, which masking shows anyway (NULLs stay NULL): not a value of them.
+      this.expr(node['args'], level, clause, null);
     } else {
       this.expr(node['args'], level, clause, out);
     }
