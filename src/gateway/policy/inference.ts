@@ -24,9 +24,10 @@
  *   of rows a set-returning function yields (`generate_series(1, ascii(ssn))`) (functions.ts, `argumentsShow`).
  * - `error`: the inputs of computations that can fail — a function outside functions.ts `NEVER_FAIL`, an operator
  *   other than comparisons, `||` and JSON access, a cast to anything but text, a pattern computed from columns — and
- *   the inputs of CASE, COALESCE and AND/OR whose branches hold one: whether the statement fails shows the value
- *   (`SELECT 1 / (ascii(email) - 107)` fails exactly when the email starts with `k`; so does
- *   `CASE WHEN email LIKE 'k%' THEN 1 / 0 END`).
+ *   of COALESCE whose arguments hold one; and what CASE and AND/OR decide on, which chooses what else runs: whether
+ *   the statement fails, or how long it takes, shows the value (`SELECT 1 / (ascii(email) - 107)` fails exactly when
+ *   the email starts with `k`; so does `CASE WHEN email LIKE 'k%' THEN 1 / 0 END`, and `CASE WHEN email LIKE 'k%'
+ *   THEN <something slow> END` takes longer).
  *
  * References are resolved through the FROM lists in scope, without the catalog:
  * - `c.email` through the alias (or table name) it names, in the nearest query level that has it.
@@ -283,9 +284,17 @@ export class InferenceCollector {
           else this.expr(child, level, clause, out);
           break;
         case 'CaseExpr':
-        case 'CoalesceExpr':
+          this.caseExpr(fields, level, clause, out);
+          break;
         case 'BoolExpr':
-          // Only some branches are evaluated, as the others decide: a branch that can fail shows how they decided.
+          // AND/OR evaluate their operands until one decides: how long that takes, and whether a later operand
+          // fails, shows the earlier ones. (In a clause that reports its columns anyway, WHERE say, that says it.)
+          if (clause === null || mayFail(child)) this.fallible(child, level, clause, out);
+          else this.expr(child, level, clause, out);
+          break;
+        case 'CoalesceExpr':
+          // Only NULLs decide which arguments are evaluated (and NULLs stay visible through masking): only an
+          // argument that can fail shows anything.
           if (mayFail(child)) this.fallible(child, level, clause, out);
           else this.expr(child, level, clause, out);
           break;
@@ -323,6 +332,26 @@ export class InferenceCollector {
     if (node['agg_order'] !== undefined) this.expr(node['agg_order'], level, 'order_by', null);
     if (node['agg_filter'] !== undefined) this.expr(node['agg_filter'], level, 'where', null);
     if (node['over'] !== undefined) this.windowDef(node['over'] as Fields, level);
+  }
+
+  /**
+   * CASE: the values it decides on choose which branch runs, so how long it takes — and whether the branch fails —
+   * shows them; they are reported under `error`. The branches' values are its lineage, reported too when a branch
+   * can fail.
+   */
+  private caseExpr(node: Fields, level: Level | undefined, clause: InferenceClause | null, out: Source[] | null): void {
+    const decided: Source[] = [];
+    const results: Source[] = [];
+    this.expr(node['arg'], level, clause, decided);
+    for (const branch of asArray(node['args'])) {
+      const when = (branch as Fields)['CaseWhen'] as Fields | undefined;
+      this.expr(when?.['expr'], level, clause, decided);
+      this.expr(when?.['result'], level, clause, results);
+    }
+    this.expr(node['defresult'], level, clause, results);
+    if (clause === null) this.report(decided, 'error');
+    if (mayFail({ CaseExpr: node })) this.report([...decided, ...results], 'error');
+    if (out !== null) for (const source of [...decided, ...results]) out.push(source);
   }
 
   /** Walks a computation that can fail (see `error` in the module comment): the columns it reads are reported so. */

@@ -895,7 +895,7 @@ const INFERENCE_WORDING: Readonly<Record<InferenceClause, (column: string) => st
   write: (column) => `writing values of ${column} (they could be read in clear where they are written)`,
   limit: (column) => `limiting the number of rows by ${column} (LIMIT/OFFSET)`,
   side_effect: (column) => `passing ${column} to a lock, a delay, a notification, a sequence, a setting or a set-returning function (its effect or row count shows the value)`,
-  error: (column) => `computing on ${column} with an operation that can fail (arithmetic, a cast, a pattern, a function outside the ones that never fail, or a CASE/COALESCE/AND/OR around one: whether the statement fails shows the value)`,
+  error: (column) => `computing on ${column} with an operation that can fail or that decides what else runs (arithmetic, a cast, a pattern, a function outside the ones that never fail, a CASE or AND/OR deciding on it: whether the statement fails, or how long it takes, shows the value)`,
 };
 
 // ---------------------------------------------------------------------------------------------------------------------
