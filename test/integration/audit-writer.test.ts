@@ -70,6 +70,18 @@ describe('audit writer', () => {
     await writer.close();
   });
 
+  it('reports a record appended after it closed, and its store with it, as not written, rather than crash', async () => {
+    const own = await scratchStateStore('audit_after_close');
+    const errors: Error[] = [];
+    const writer = new AuditWriter(own.store, { gateway: 'test', flushIntervalMs: 10, onError: (error) => errors.push(error) });
+    await writer.close();
+    await own.drop();
+    // A connection that ended while the gateway shut down records its end late: the write fails, and says so.
+    writer.append(statementRecord(1, 'after-close'));
+    expect(await eventually(async () => errors.length > 0)).toBe(true);
+    expect(errors[0]!.message).toContain('pool');
+  });
+
   it('starts one COPY per batch, not one per record, while earlier batches are still being written', async () => {
     const writer = new AuditWriter(store, { gateway: 'test', batchSize: 100 });
     let copies = 0;

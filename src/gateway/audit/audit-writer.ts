@@ -192,8 +192,8 @@ export class AuditWriter {
       this.options.onBacklogFull?.(this.unwrittenRecords);
     }
     // Once per batch: while an earlier flush is still writing, this one waits for it and then takes all queued.
-    if (this.queuedRecords === this.batchSize) void this.flush();
-    else this.timer ??= setTimeout(() => void this.flush(), this.flushIntervalMs);
+    if (this.queuedRecords === this.batchSize) this.flushInBackground();
+    else this.timer ??= setTimeout(() => this.flushInBackground(), this.flushIntervalMs);
   }
 
   /** Writes everything pending; resolves when the records appended before the call are stored (or failed). */
@@ -212,6 +212,14 @@ export class AuditWriter {
       this.flushing = null;
     });
     await this.flushing;
+  }
+
+  /**
+   * A flush nobody awaits (a batch filled up, the timer ran). Its failure was reported (`onError`) and its records
+   * kept for the next try; after `close` (a session that ended late appended a record) it has nowhere to go.
+   */
+  private flushInBackground(): void {
+    this.flush().catch(() => {});
   }
 
   /** Flushes and stops the timer. */
@@ -260,7 +268,7 @@ export class AuditWriter {
         // Held statements are refused now: the store is failing, not slow.
         this.releaseHeld();
         if (this.closed) throw error;
-        this.timer ??= setTimeout(() => void this.flush(), RETRY_MS);
+        this.timer ??= setTimeout(() => this.flushInBackground(), RETRY_MS);
         return;
       }
       for (const chunk of statement) this.unwrittenRecords -= chunk.records;

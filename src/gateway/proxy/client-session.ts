@@ -1376,7 +1376,12 @@ export class ClientSession {
 
   /** Sends a FATAL ErrorResponse (when the protocol state allows it) and closes. */
   private fatal(code: (typeof SqlState)[keyof typeof SqlState], message: string, hint: string | undefined): void {
-    if (this.state === 'closed') return;
+    if (this.state === 'closed') {
+      // The client said Terminate and its socket has not closed yet: nothing more to say, but release it now (a
+      // gateway shutting down must record the connection's end before its audit trail closes).
+      this.close();
+      return;
+    }
     const canSpeak = this.state !== 'ready' || (this.relay?.atMessageBoundary ?? true);
     if (canSpeak && !this.client.destroyed) {
       this.client.end(errorResponse({ severity: 'FATAL', code, message, hint }));
