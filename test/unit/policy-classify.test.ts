@@ -536,6 +536,19 @@ describe('classifyStatements: DDL, grants and roles', () => {
     expect(only(sql)).toMatchObject(expected);
   });
 
+  it('a type named like text, varchar, char or name cannot be created or renamed to: casts to it would change', () => {
+    for (const sql of [
+      "CREATE DOMAIN pg_temp.text AS varchar CHECK (VALUE LIKE 'k%')",
+      'CREATE TYPE pg_temp.varchar AS (a int)',
+      "CREATE TYPE bpchar AS ENUM ('a')",
+      'CREATE TYPE name AS RANGE (subtype = int4)',
+      'ALTER DOMAIN d RENAME TO text',
+    ]) {
+      expect(only(sql).unanalyzableReasons.map((reason) => reason.cause)).toEqual(['shadowing_type']);
+    }
+    expect(only('CREATE DOMAIN email_text AS text').unanalyzable).toBeNull();
+  });
+
   it('DDL that only adds to a relation does not redefine it, nor run a query', () => {
     const info = only('ALTER TABLE customers ADD COLUMN note text');
     expect(info.redefinedNames).toBeUndefined();

@@ -100,6 +100,7 @@ export type UnanalyzableCause =
   | 'copy_server_file'
   | 'prepared_statement'
   | 'computed_setting'
+  | 'shadowing_type'
   | 'load_library'
   | 'unknown_statement'
   | 'analysis_failed';
@@ -693,6 +694,24 @@ function ddlHandler(
 }
 
 /**
+ * Built-in type names dbgate treats casts to as never failing (inference.ts `castMayFail`). A type of the same name
+ * elsewhere — in the session's temporary schema, searched before pg_catalog, or in a schema put before it on the
+ * search_path — would make `email::text` run a domain's CHECK, and whether it fails would show the value.
+ */
+const CAST_TARGET_TYPES: ReadonlySet<string> = new Set(['text', 'varchar', 'bpchar', 'name']);
+
+/** `handler` for a statement that creates a type named by `nameOf` (a name list): one named like CAST_TARGET_TYPES is refused. */
+function namingType(nameOf: (node: Fields) => unknown, handler: NodeHandler): NodeHandler {
+  return (a, node, scope) => {
+    handler(a, node, scope);
+    const name = stringParts(nameOf(node)).at(-1);
+    if (name !== undefined && CAST_TARGET_TYPES.has(name)) {
+      a.addReason('shadowing_type', `the statement creates a type named ${name}, like the built-in type, which would change what casts to ${name} do`);
+    }
+  };
+}
+
+/**
  * `handler` for a statement that changes what the relation names it writes stand for (StatementInfo.redefinedNames),
  * and a relation's new name when it renames one.
  */
@@ -700,7 +719,13 @@ function redefining(handler: NodeHandler): NodeHandler {
   return (a, node, scope) => {
     handler(a, node, scope);
     a.redefinedNames ??= [];
-    if (typeof node['newname'] === 'string') a.redefinedNames.push(node['newname']);
+    if (typeof node['newname'] === 'string') {
+      a.redefinedNames.push(node['newname']);
+      const renamed = node['renameType'];
+      if ((renamed === 'OBJECT_TYPE' || renamed === 'OBJECT_DOMAIN') && CAST_TARGET_TYPES.has(node['newname'])) {
+        a.addReason('shadowing_type', `the statement renames a type to ${node['newname']}, like the built-in type, which would change what casts to ${node['newname']} do`);
+      }
+    }
   };
 }
 
@@ -940,12 +965,12 @@ const HANDLERS: ReadonlyMap<string, NodeHandler> = new Map<string, NodeHandler>(
   ['AlterEventTrigStmt', ddlHandler(fixed('event_trigger', 'alter'))],
   ['CreateSeqStmt', ddlHandler(fixed('sequence', 'create'))],
   ['AlterSeqStmt', ddlHandler(fixed('sequence', 'alter'))],
-  ['DefineStmt', ddlHandler(byObjectType('kind', 'create'))],
-  ['CreateDomainStmt', ddlHandler(fixed('domain', 'create'))],
+  ['DefineStmt', namingType((node) => (node['kind'] === 'OBJECT_TYPE' ? node['defnames'] : undefined), ddlHandler(byObjectType('kind', 'create')))],
+  ['CreateDomainStmt', namingType((node) => node['domainname'], ddlHandler(fixed('domain', 'create')))],
   ['AlterDomainStmt', ddlHandler(fixed('domain', 'alter'))],
-  ['CompositeTypeStmt', ddlHandler(fixed('type', 'create'))],
-  ['CreateEnumStmt', ddlHandler(fixed('type', 'create'))],
-  ['CreateRangeStmt', ddlHandler(fixed('type', 'create'))],
+  ['CompositeTypeStmt', namingType((node) => [{ String: { sval: (node['typevar'] as Fields | undefined)?.['relname'] } }], ddlHandler(fixed('type', 'create')))],
+  ['CreateEnumStmt', namingType((node) => node['typeName'], ddlHandler(fixed('type', 'create')))],
+  ['CreateRangeStmt', namingType((node) => node['typeName'], ddlHandler(fixed('type', 'create')))],
   ['AlterEnumStmt', ddlHandler(fixed('type', 'alter'))],
   ['AlterTypeStmt', ddlHandler(fixed('type', 'alter'))],
   ['CreatePolicyStmt', ddlHandler(fixed('policy', 'create'))],

@@ -970,12 +970,17 @@ function operatorMayFail(node: Fields): boolean {
   }
 }
 
-/** Whether a cast (TypeCast) can fail: any cast but to text, varchar, char or name (and not to an array of them). */
+/**
+ * Whether a cast (TypeCast) can fail: any cast but to the built-in text, varchar, char or name (and not to an array
+ * of them). A type of another schema with one of those names could be a domain with a CHECK; creating one is refused
+ * (classify.ts `namingType`), so an unqualified name is the built-in.
+ */
 function castMayFail(node: Fields): boolean {
   const typeName = node['typeName'] as Fields | undefined;
-  const target = stringList(typeName?.['names']).at(-1);
+  const names = stringList(typeName?.['names']);
   if (asArray(typeName?.['arrayBounds']).length > 0) return true;
-  return target === undefined || !['text', 'varchar', 'bpchar', 'name'].includes(target);
+  if (names.length === 2 && names[0] !== 'pg_catalog') return true;
+  return names.length === 0 || names.length > 2 || !['text', 'varchar', 'bpchar', 'name'].includes(names.at(-1)!);
 }
 
 /** Whether a function call (FuncCall) can fail on its arguments' values (functions.ts `callNeverFails`). */

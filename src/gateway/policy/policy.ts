@@ -1034,6 +1034,8 @@ function unanalyzableHint(reason: UnanalyzableReason): string {
         'which dbgate checks at Parse';
     case 'computed_setting':
       return 'name the setting as a literal';
+    case 'shadowing_type':
+      return 'give the type another name';
     case 'load_library':
       return 'server libraries are configured by the database administrator, not loaded per session';
     case 'dynamic_sql_function':
