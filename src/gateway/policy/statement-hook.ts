@@ -87,18 +87,6 @@ export interface StatementDecision {
   usedAfterRedefinition?: readonly string[];
 }
 
-/**
- * Statements that use relations after a change to what relation names stand for, before it is committed: the
- * catalog the gateway judges on (read on a connection of its own) does not show the change yet.
- */
-export const UNCOMMITTED_SCHEMA = {
-  rule: 'builtin:uncommitted-schema',
-  message: 'dbgate: this session changed the schema in this transaction (CREATE VIEW, a rename…) and dbgate judges statements on the committed schema, which does not show that change yet',
-  hint: 'COMMIT (or ROLLBACK) the schema change first, then run this statement; statements that name no relation, and DDL that only defines objects, still run meanwhile',
-  sameMessage: 'dbgate: this message uses relations after changing the schema (CREATE VIEW, a rename…) in the same message, and dbgate judges statements on the committed schema, which does not show that change before it commits',
-  sameMessageHint: 'send the schema change in a message of its own (and COMMIT it if you are in a transaction block), then the statements that use it',
-};
-
 export interface CompletedStatement {
   step: ProtocolStep;
   text: string;

@@ -18,7 +18,7 @@ import type { AuditWriter } from '../audit/audit-writer.js';
 import { CredentialRejected, type CredentialAuthority, type Identity } from '../identity/credentials.js';
 import type { Logger } from '../log.js';
 import {
-  refusal, UNCOMMITTED_SCHEMA, type CompletedStatement, type ConnectionContext, type ProtocolStep, type SessionPolicyState, type StatementDecision, type StatementHook,
+  refusal, type CompletedStatement, type ConnectionContext, type ProtocolStep, type SessionPolicyState, type StatementDecision, type StatementHook,
 } from '../policy/statement-hook.js';
 import { isUuid, type StateStore } from '../store/state-store.js';
 import {
@@ -148,6 +148,18 @@ const SESSION_CHANGE_PENDING = {
   hint: 'end the pipeline with Sync after the statement that changes search_path or the schema, then send this one (drivers that sync after every statement do this already)',
 };
 
+/**
+ * Statements that use relations after a change to what relation names stand for, before it is committed: the
+ * catalog the gateway judges on (read on a connection of its own) does not show the change yet.
+ */
+const UNCOMMITTED_SCHEMA = {
+  rule: 'builtin:uncommitted-schema',
+  message: 'dbgate: this session changed the schema in this transaction (CREATE VIEW, a rename…) and dbgate judges statements on the committed schema, which does not show that change yet',
+  hint: 'COMMIT (or ROLLBACK) the schema change first, then run this statement; statements that name no relation, and DDL that only defines objects, still run meanwhile',
+  sameMessage: 'dbgate: this message uses relations after changing the schema (CREATE VIEW, a rename…) in the same message, and dbgate judges statements on the committed schema, which does not show that change before it commits',
+  sameMessageHint: 'send the schema change in a message of its own (and COMMIT it if you are in a transaction block), then the statements that use it',
+};
+
 /** A Bind of a prepared statement that was not parsed through the gateway (PREPARE in SQL, or none at all). */
 const UNKNOWN_PREPARED = {
   rule: 'builtin:unknown-prepared-statement',
@@ -178,11 +190,14 @@ function isRefusal(decision: StatementDecision): decision is StatementDecision &
   return (decision.action === 'deny' || decision.action === 'hold') && decision.error !== undefined;
 }
 
+/** No result format codes: every column in text. */
+const ALL_TEXT: readonly number[] = Object.freeze([]);
+
 /**
  * The result format codes a Bind message asks for (row-messages.ts `withResultFormats`). Bind body after the statement
  * name: Int16 nParamFormats, Int16[] formats, Int16 nParams, (Int32 length, bytes)[], Int16 nResultFormats, Int16[].
  */
-function bindResultFormats(body: Buffer, offset: number): number[] {
+function bindResultFormats(body: Buffer, offset: number): readonly number[] {
   let at = offset;
   const parameterFormats = body.readInt16BE(at);
   at += 2 + 2 * parameterFormats;
@@ -193,6 +208,7 @@ function bindResultFormats(body: Buffer, offset: number): number[] {
     at += 4 + Math.max(0, length);
   }
   const count = body.readInt16BE(at);
+  if (count === 0) return ALL_TEXT;
   at += 2;
   const formats: number[] = [];
   for (let i = 0; i < count; i += 1) formats.push(body.readInt16BE(at + 2 * i));
@@ -205,6 +221,9 @@ function bindResultFormats(body: Buffer, offset: number): number[] {
  * an aborted transaction block, a discarded pipeline up to Sync. Its error is replaced by the denial on the way back.
  */
 const DENIAL_PLACEHOLDER_SQL = 'dbgate denied';
+
+/** The placeholder as the unnamed statement's Parse: what stands in for a refused Bind or Execute. */
+const DENIAL_STEP = serialize.parse({ name: '', text: DENIAL_PLACEHOLDER_SQL });
 
 export class ClientSession {
   readonly connectionId = `c-${randomBytes(6).toString('hex')}`;
@@ -772,25 +791,12 @@ export class ClientSession {
           statement = judgedStatement(statement.text, decision, context.session);
           this.statements.set(statementName.value, statement);
         }
-        const uncommitted = this.uncommittedSchemaRefusal(statement.decision);
-        if (uncommitted !== undefined) statement = { ...statement, decision: uncommitted };
-        if (isRefusal(statement.decision)) {
-          this.portals.delete(portal.value);
-          this.track(this.entry('refused-step', 'bind', statement.text, now, statement.decision));
-          toUpstream.push(serialize.parse({ name: '', text: DENIAL_PLACEHOLDER_SQL }));
-          return true;
-        }
-        if (statement.decision.action === 'mask') {
-          const formats = bindResultFormats(message.body, statementName.next);
-          const refused = this.unreadableBinaryResult(statement, formats);
-          if (refused !== undefined) {
-            this.portals.delete(portal.value);
-            this.track(this.entry('refused-step', 'bind', statement.text, now, refused));
-            toUpstream.push(serialize.parse({ name: '', text: DENIAL_PLACEHOLDER_SQL }));
-            return true;
-          }
-          this.portalFormats.set(portal.value, formats);
-        }
+        const { decision } = statement;
+        const formats = decision.action === 'mask' ? bindResultFormats(message.body, statementName.next) : undefined;
+        const refused = isRefusal(decision) ? decision
+          : this.uncommittedSchemaRefusal(decision) ?? (formats && this.unreadableBinaryResult(statement, formats));
+        if (refused !== undefined) return this.refuseStep('bind', portal.value, statement.text, now, refused, toUpstream);
+        if (formats !== undefined) this.portalFormats.set(portal.value, formats);
         this.portals.set(portal.value, statement);
         toUpstream.push(message.raw);
         return true;
@@ -800,19 +806,12 @@ export class ClientSession {
         const prepared = this.portals.get(portal);
         if (prepared === undefined) {
           // Its rows would pass unjudged and unmasked: `DECLARE c CURSOR FOR SELECT email …`, then Execute "c".
-          const refused = refusal(UNKNOWN_PORTAL.rule, UNKNOWN_PORTAL.message, UNKNOWN_PORTAL.hint);
-          this.track(this.entry('refused-step', 'execute', `<Execute of portal "${portal}", not bound through dbgate>`, now, refused));
-          toUpstream.push(serialize.parse({ name: '', text: DENIAL_PLACEHOLDER_SQL }));
-          return true;
+          return this.refuseStep('execute', portal, `<Execute of portal "${portal}", not bound through dbgate>`, now,
+            refusal(UNKNOWN_PORTAL.rule, UNKNOWN_PORTAL.message, UNKNOWN_PORTAL.hint), toUpstream);
         }
         // Bound before a change to the search_path or the schema: a view replaced since is planned again when it runs.
         const refused = this.sessionChangeInPipeline ? sessionChangePending() : this.uncommittedSchemaRefusal(prepared.decision);
-        if (refused !== undefined) {
-          this.portals.delete(portal);
-          this.track(this.entry('refused-step', 'execute', prepared.text, now, refused));
-          toUpstream.push(serialize.parse({ name: '', text: DENIAL_PLACEHOLDER_SQL }));
-          return true;
-        }
+        if (refused !== undefined) return this.refuseStep('execute', portal, prepared.text, now, refused, toUpstream);
         const execute = this.entry('execute', 'execute', prepared.text, now, prepared.decision, prepared);
         if (prepared.decision.action === 'mask') execute.resultFormats = this.portalFormats.get(portal);
         this.track(execute);
@@ -917,6 +916,18 @@ export class ClientSession {
   }
 
   /**
+   * Refuses a Bind or an Execute: its portal is gone, and a Parse that fails stands in for it upstream, so the server
+   * skips to Sync as it would after the step's own error (which the refusal replaces on the way back).
+   */
+  private refuseStep(step: 'bind' | 'execute', portal: string, text: string, now: number, decision: StatementDecision,
+    toUpstream: Buffer[]): true {
+    this.portals.delete(portal);
+    this.track(this.entry('refused-step', step, text, now, decision));
+    toUpstream.push(DENIAL_STEP);
+    return true;
+  }
+
+  /**
    * The refusal of a Bind of a masked statement asking for binary results dbgate cannot mask or scan (undefined when
    * it can: all text, or binary columns ResultMasker reads). Which columns must be masked or scanned is known only
    * from the statement's description: drivers that ask for binary results (pgjdbc once a statement is prepared on
@@ -951,7 +962,7 @@ export class ClientSession {
 
   /**
    * The refusal of a statement judged on a catalog that lacks a change to what relation names stand for: one made
-   * earlier in the open transaction (`uncommittedSchema`), or earlier in the same message. Undefined when the
+   * earlier in the open transaction (`redefinedNames`), or earlier in the same message. Undefined when the
    * statement may run, or when nothing on the target reads the catalog (no rule or mask depends on what names mean).
    */
   private uncommittedSchemaRefusal(decision: StatementDecision): StatementDecision | undefined {
@@ -1124,13 +1135,12 @@ export class ClientSession {
         // Parsed only for masked statements: other notices pass as they are.
         return head?.decision.action === 'mask' ? this.maskedServerMessage(head, BackendCode.NoticeResponse, parseErrorFields(body)) : 'forward';
       case BackendCode.ReadyForQuery: {
-        this.transactionStatus = body[0] ?? TransactionStatus.Idle;
         if (head?.kind === 'sync') this.inFlight.shift();
         else if (head?.kind === 'query' || head?.kind === 'function-call') {
           const outcome = isRefusal(head.decision) ? 'denied' : head.sqlState ? 'error' : 'ok';
           this.finish(head, outcome, head.rows || this.dataRows - head.dataRowsAtStart);
         }
-        this.endOfTransactionSchema();
+        this.readyForQuery(body);
         return 'forward';
       }
       default:
@@ -1284,6 +1294,12 @@ export class ClientSession {
     }
   }
 
+  /** The server is ready for the next message, in the transaction status `body` says. */
+  private readyForQuery(body: Buffer): void {
+    this.transactionStatus = body[0] ?? TransactionStatus.Idle;
+    this.endOfTransactionSchema();
+  }
+
   /**
    * A ReadyForQuery outside a transaction block after DDL: it is committed (or rolled back). Masked columns may have
    * moved (dropped and re-added), views may read other columns, names may stand for other relations: every session's
@@ -1341,8 +1357,7 @@ export class ClientSession {
         break;
       case BackendCode.ReadyForQuery: {
         this.inFlight.shift();
-        this.transactionStatus = body[0] ?? TransactionStatus.Idle;
-        this.endOfTransactionSchema();
+        this.readyForQuery(body);
         if (this.maskedInFlight === 0) this.relay!.inspectDataRows = false;
         if (entry.sqlState === undefined && entry.rows === 1) {
           this.setSearchPath(startupSearchPath(entry.text));
