@@ -15,7 +15,7 @@
 import { Buffer } from 'node:buffer';
 import type * as LibPgQuery from 'libpg-query';
 import { assessFunction, formatFunctionName, type FunctionName } from './functions.js';
-import { InferenceCollector, type InferenceColumn, type StatementOutputs } from './inference.js';
+import { CAST_TARGET_TYPES, InferenceCollector, type InferenceColumn, type StatementOutputs } from './inference.js';
 import { countingLiteralReads, noteLiteralRead } from './literal-reads.js';
 
 export {
@@ -694,22 +694,26 @@ function ddlHandler(
 }
 
 /**
- * Built-in type names dbgate treats casts to as never failing (inference.ts `castMayFail`). A type of the same name
- * elsewhere — in the session's temporary schema, searched before pg_catalog, or in a schema put before it on the
- * search_path — would make `email::text` run a domain's CHECK, and whether it fails would show the value.
+ * Refuses a statement that gives a type (`name`, undefined when it names none) the name of a built-in type dbgate
+ * treats casts to as never failing (inference.ts CAST_TARGET_TYPES). One of the same name elsewhere — in the session's
+ * temporary schema, searched before pg_catalog, or in a schema put before it on the search_path — would make
+ * `email::text` run a domain's CHECK, and whether it fails would show the value.
  */
-const CAST_TARGET_TYPES: ReadonlySet<string> = new Set(['text', 'varchar', 'bpchar', 'name']);
+function refuseShadowingType(a: StatementAnalysis, name: string | undefined): void {
+  if (name === undefined || !CAST_TARGET_TYPES.has(name)) return;
+  a.addReason('shadowing_type', `the statement names a type ${name}, like the built-in type, which would change what casts to ${name} do`);
+}
 
-/** `handler` for a statement that creates a type named by `nameOf` (a name list): one named like CAST_TARGET_TYPES is refused. */
-function namingType(nameOf: (node: Fields) => unknown, handler: NodeHandler): NodeHandler {
+/** `handler` for a statement that creates the type `nameOf` says. */
+function namingType(nameOf: (node: Fields) => string | undefined, handler: NodeHandler): NodeHandler {
   return (a, node, scope) => {
     handler(a, node, scope);
-    const name = stringParts(nameOf(node)).at(-1);
-    if (name !== undefined && CAST_TARGET_TYPES.has(name)) {
-      a.addReason('shadowing_type', `the statement creates a type named ${name}, like the built-in type, which would change what casts to ${name} do`);
-    }
+    refuseShadowingType(a, nameOf(node));
   };
 }
+
+/** The last name of a name list (`schema.type` → `type`). */
+const lastName = (list: unknown): string | undefined => stringParts(list).at(-1);
 
 /**
  * `handler` for a statement that changes what the relation names it writes stand for (StatementInfo.redefinedNames),
@@ -721,10 +725,7 @@ function redefining(handler: NodeHandler): NodeHandler {
     a.redefinedNames ??= [];
     if (typeof node['newname'] === 'string') {
       a.redefinedNames.push(node['newname']);
-      const renamed = node['renameType'];
-      if ((renamed === 'OBJECT_TYPE' || renamed === 'OBJECT_DOMAIN') && CAST_TARGET_TYPES.has(node['newname'])) {
-        a.addReason('shadowing_type', `the statement renames a type to ${node['newname']}, like the built-in type, which would change what casts to ${node['newname']} do`);
-      }
+      if (node['renameType'] === 'OBJECT_TYPE' || node['renameType'] === 'OBJECT_DOMAIN') refuseShadowingType(a, node['newname']);
     }
   };
 }
@@ -965,12 +966,14 @@ const HANDLERS: ReadonlyMap<string, NodeHandler> = new Map<string, NodeHandler>(
   ['AlterEventTrigStmt', ddlHandler(fixed('event_trigger', 'alter'))],
   ['CreateSeqStmt', ddlHandler(fixed('sequence', 'create'))],
   ['AlterSeqStmt', ddlHandler(fixed('sequence', 'alter'))],
-  ['DefineStmt', namingType((node) => (node['kind'] === 'OBJECT_TYPE' ? node['defnames'] : undefined), ddlHandler(byObjectType('kind', 'create')))],
-  ['CreateDomainStmt', namingType((node) => node['domainname'], ddlHandler(fixed('domain', 'create')))],
+  ['DefineStmt', namingType((node) => (node['kind'] === 'OBJECT_TYPE' ? lastName(node['defnames']) : undefined),
+    ddlHandler(byObjectType('kind', 'create')))],
+  ['CreateDomainStmt', namingType((node) => lastName(node['domainname']), ddlHandler(fixed('domain', 'create')))],
   ['AlterDomainStmt', ddlHandler(fixed('domain', 'alter'))],
-  ['CompositeTypeStmt', namingType((node) => [{ String: { sval: (node['typevar'] as Fields | undefined)?.['relname'] } }], ddlHandler(fixed('type', 'create')))],
-  ['CreateEnumStmt', namingType((node) => node['typeName'], ddlHandler(fixed('type', 'create')))],
-  ['CreateRangeStmt', namingType((node) => node['typeName'], ddlHandler(fixed('type', 'create')))],
+  ['CompositeTypeStmt', namingType((node) => (node['typevar'] as Fields | undefined)?.['relname'] as string | undefined,
+    ddlHandler(fixed('type', 'create')))],
+  ['CreateEnumStmt', namingType((node) => lastName(node['typeName']), ddlHandler(fixed('type', 'create')))],
+  ['CreateRangeStmt', namingType((node) => lastName(node['typeName']), ddlHandler(fixed('type', 'create')))],
   ['AlterEnumStmt', ddlHandler(fixed('type', 'alter'))],
   ['AlterTypeStmt', ddlHandler(fixed('type', 'alter'))],
   ['CreatePolicyStmt', ddlHandler(fixed('policy', 'create'))],

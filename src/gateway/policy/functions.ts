@@ -198,14 +198,18 @@ export function argumentsShow(name: string): boolean {
  * masked whole anyway; this list keeps the harmless ones usable.
  */
 const NEVER_FAIL: ReadonlySet<string> = new Set([
+  // Text.
   'length', 'char_length', 'character_length', 'octet_length', 'bit_length', 'lower', 'upper', 'initcap', 'md5',
   'concat', 'concat_ws', 'left', 'right', 'reverse', 'btrim', 'ltrim', 'rtrim', 'replace', 'translate', 'strpos',
-  'position', 'starts_with', 'quote_literal', 'quote_ident', 'quote_nullable', 'to_json', 'to_jsonb', 'row_to_json',
-  // A NULL key fails them, which shows only what masking shows too: NULLs stay NULL.
-  'json_build_array', 'jsonb_build_array', 'json_build_object', 'jsonb_build_object', 'count', 'min', 'max', 'sum', 'avg', 'array_agg', 'string_agg', 'json_agg',
-  'jsonb_agg', 'bool_and', 'bool_or', 'every', 'first_value', 'last_value', 'lag', 'lead', 'row_number', 'rank',
-  'dense_rank', 'now', 'current_timestamp', 'statement_timestamp', 'clock_timestamp', 'transaction_timestamp',
-  'pg_typeof', 'pg_column_size', 'num_nulls', 'num_nonnulls',
+  'position', 'starts_with', 'quote_literal', 'quote_ident', 'quote_nullable',
+  // JSON. A NULL object key fails the build_object ones, which shows only what masking shows too: NULLs stay NULL.
+  'to_json', 'to_jsonb', 'row_to_json', 'json_build_array', 'jsonb_build_array', 'json_build_object', 'jsonb_build_object',
+  // Aggregates and window functions.
+  'count', 'min', 'max', 'sum', 'avg', 'array_agg', 'string_agg', 'json_agg', 'jsonb_agg', 'bool_and', 'bool_or', 'every',
+  'first_value', 'last_value', 'lag', 'lead', 'row_number', 'rank', 'dense_rank',
+  // No data arguments, or none whose value matters.
+  'now', 'current_timestamp', 'statement_timestamp', 'clock_timestamp', 'transaction_timestamp', 'pg_typeof',
+  'pg_column_size', 'num_nulls', 'num_nonnulls',
 ]);
 
 /**

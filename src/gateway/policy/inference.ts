@@ -280,7 +280,7 @@ export class InferenceCollector {
         case 'TypeCast':
         case 'XmlExpr':
         case 'XmlSerialize':
-          if (key === 'A_Expr' ? operatorMayFail(fields) : key !== 'TypeCast' || castMayFail(fields)) this.fallible(child, level, clause, out);
+          if (nodeMayFail(key, fields)) this.fallible(child, level, clause, out);
           else this.expr(child, level, clause, out);
           break;
         case 'CaseExpr':
@@ -350,7 +350,7 @@ export class InferenceCollector {
     }
     this.expr(node['defresult'], level, clause, results);
     if (clause === null) this.report(decided, 'error');
-    if (mayFail({ CaseExpr: node })) this.report([...decided, ...results], 'error');
+    if (mayFail(node)) this.report([...decided, ...results], 'error');
     if (out !== null) for (const source of [...decided, ...results]) out.push(source);
   }
 
@@ -971,16 +971,19 @@ function operatorMayFail(node: Fields): boolean {
 }
 
 /**
- * Whether a cast (TypeCast) can fail: any cast but to the built-in text, varchar, char or name (and not to an array
- * of them). A type of another schema with one of those names could be a domain with a CHECK; creating one is refused
- * (classify.ts `namingType`), so an unqualified name is the built-in.
+ * The built-in types a cast to never fails: text, varchar, char, name. A type of another schema with one of those names
+ * could be a domain with a CHECK; creating one is refused (classify.ts `refuseShadowingType`), so an unqualified name
+ * is the built-in.
  */
+export const CAST_TARGET_TYPES: ReadonlySet<string> = new Set(['text', 'varchar', 'bpchar', 'name']);
+
+/** Whether a cast (TypeCast) can fail: any cast but to a CAST_TARGET_TYPES type (and not to an array of one). */
 function castMayFail(node: Fields): boolean {
   const typeName = node['typeName'] as Fields | undefined;
   const names = stringList(typeName?.['names']);
   if (asArray(typeName?.['arrayBounds']).length > 0) return true;
   if (names.length === 2 && names[0] !== 'pg_catalog') return true;
-  return names.length === 0 || names.length > 2 || !['text', 'varchar', 'bpchar', 'name'].includes(names.at(-1)!);
+  return names.length === 0 || names.length > 2 || !CAST_TARGET_TYPES.has(names.at(-1)!);
 }
 
 /** Whether a function call (FuncCall) can fail on its arguments' values (functions.ts `callNeverFails`). */
@@ -997,7 +1000,27 @@ function isConstant(value: unknown): boolean {
   return cast !== undefined && isConstant(cast['arg']);
 }
 
-/** Whether any computation in a subtree can fail (see `error` in the module comment), scalar subqueries included. */
+/** Whether the node `{ [key]: fields }` itself can fail on the values it computes on (see `error` in the module comment). */
+function nodeMayFail(key: string, fields: Fields): boolean {
+  switch (key) {
+    case 'FuncCall':
+      return callMayFail(fields);
+    case 'A_Expr':
+      return operatorMayFail(fields);
+    case 'TypeCast':
+      return castMayFail(fields);
+    case 'XmlExpr':
+    case 'XmlSerialize':
+      return true;
+    case 'SubLink':
+      // A scalar subquery fails when it returns more than one row.
+      return fields['subLinkType'] === 'EXPR_SUBLINK';
+    default:
+      return false;
+  }
+}
+
+/** Whether any computation in a subtree can fail (`nodeMayFail`). */
 function mayFail(value: unknown): boolean {
   if (Array.isArray(value)) return value.some(mayFail);
   if (value === null || typeof value !== 'object') return false;
@@ -1005,15 +1028,7 @@ function mayFail(value: unknown): boolean {
   for (const key in node) {
     const child = node[key];
     if (child === null || typeof child !== 'object') continue;
-    const fields = child as Fields;
-    if (key === 'FuncCall') {
-      if (callMayFail(fields)) return true;
-    } else if (key === 'A_Expr' && operatorMayFail(fields)) return true;
-    else if (key === 'TypeCast' && castMayFail(fields)) return true;
-    else if (key === 'XmlExpr' || key === 'XmlSerialize') return true;
-    // A scalar subquery fails when it returns more than one row.
-    else if (key === 'SubLink' && fields['subLinkType'] === 'EXPR_SUBLINK') return true;
-    if (mayFail(child)) return true;
+    if (nodeMayFail(key, child as Fields) || mayFail(child)) return true;
   }
   return false;
 }

@@ -67,18 +67,17 @@ export interface StatementDecision {
    */
   outputs?: ReadonlyArray<StatementOutputs | null>;
   /**
-   * The relations the statements name (DDL left out: it makes the catalog be read again anyway). The proxy has the
-   * target's catalog read again first when one is not in it: it may be a view the policy must see through.
-   */
-  relations?: readonly string[];
-  /**
    * Relation names whose meaning it changes (CREATE VIEW, a rename…: classify.ts `redefinedNames`). Until that
    * commits, the catalog the gateway reads does not show it (the uncommitted-schema guard of client-session.ts).
    */
   redefinedNames?: readonly string[];
   /** Tables it creates (CREATE TABLE, CREATE TABLE AS, SELECT INTO): plain tables, whatever the catalog says yet. */
   createdTables?: readonly string[];
-  /** The relations it uses beyond defining objects over them (`namesUsed`). */
+  /**
+   * The relations its statements use as they are now (`namesUsed`: DDL that only defines objects over them left out).
+   * The proxy has the target's catalog read again first when one is not in it (it may be a view the policy must see
+   * through), and refuses them after an uncommitted change to what they stand for.
+   */
   usedRelations?: readonly string[];
   /**
    * The relations its statements use after one of them redefined relation names: the whole message is judged before
@@ -255,9 +254,6 @@ function statementDecision({ decision, classification }: CachedDecision, searchP
   const changesSchema = classification.statements.some((statement) => statement.kinds.includes('ddl'));
   const namesChanged = classification.statements.flatMap((statement) => statement.namesChanged ?? []);
   const searchPathChanged = decision.searchPath.join('\u0000') !== searchPath.join('\u0000');
-  const relations = [...new Set(classification.statements
-    .filter((statement) => !statement.kinds.includes('ddl'))
-    .flatMap((statement) => statement.tables.map((table) => table.name)))];
   const redefining = classification.statements.findIndex((statement) => statement.redefinedNames !== undefined);
   const redefinedNames = [...new Set(classification.statements.flatMap((statement) => statement.redefinedNames ?? []))];
   const usedRelations = namesUsed(classification.statements);
@@ -270,7 +266,6 @@ function statementDecision({ decision, classification }: CachedDecision, searchP
     changesSchema,
     ...(searchPathChanged ? { searchPathAfter: decision.searchPath } : {}),
     ...(namesChanged.length > 0 ? { namesChanged } : {}),
-    ...(relations.length > 0 ? { relations } : {}),
     ...(redefinedNames.length > 0 ? { redefinedNames } : {}),
     ...(usedRelations.length > 0 ? { usedRelations } : {}),
     ...(createdTables.length > 0 ? { createdTables } : {}),

@@ -718,7 +718,7 @@ export class ClientSession {
    */
   private catalogMissesRelation(decision: StatementDecision): boolean {
     const known = this.maskedKeys.relationNames;
-    const { relations } = decision;
+    const relations = decision.usedRelations;
     if (known === null || relations === undefined || relations.every((name) => known.has(name))) return false;
     if (Date.now() - this.maskedKeys.readAt < CATALOG_RECHECK_MS) return false;
     this.deps.log.log('info', 'masking.catalog_stale', { connection: this.connectionId, target: this.target!.name });
