@@ -342,15 +342,15 @@ export class MaskedColumnCatalog {
       oid: string; schema: string; name: string; definition: string | null; locked: boolean; names: string[]; attnums: number[];
     };
     const views = await client.query<ViewRow>(
-      `with locked as materialized (
-         select relation from pg_locks
+      `with locked as (
+         select distinct relation from pg_locks
           where locktype = 'relation' and mode = 'AccessExclusiveLock'
             and database = (select oid from pg_database where datname = current_database()))
-       select c.oid::int8 as oid, n.nspname as schema, c.relname as name, l.locked,
-              case when l.locked then null else pg_get_viewdef(c.oid) end as definition,
+       select c.oid::int8 as oid, n.nspname as schema, c.relname as name, l.relation is not null as locked,
+              case when l.relation is null then pg_get_viewdef(c.oid) end as definition,
               a.names, a.attnums
          from pg_class c
-         cross join lateral (select c.oid in (select relation from locked) as locked) l
+         left join locked l on l.relation = c.oid
          join pg_namespace n on n.oid = c.relnamespace
          cross join lateral (
            -- coalesce: a view may have no columns at all (CREATE VIEW v AS SELECT).

@@ -25,7 +25,7 @@ const PLAIN_TEXT_TYPES = new Set([25, 1043, 1042, 19, 705]);
  * the server). Types whose binary format is their text's UTF-8 bytes — text, varchar, char, name, unknown, json — are
  * masked and scanned exactly as in text format.
  */
-const TEXT_BINARY_TYPES = new Set([25, 1043, 1042, 19, 705, 114]);
+const TEXT_BINARY_TYPES = new Set([...PLAIN_TEXT_TYPES, 114]);
 /**
  * Binary integers, OIDs, floats and numerics, and arrays of those and of text types: decoded to their text for the
  * detectors (a card number can be a bigint or a numeric, an email an element of a text[]).
